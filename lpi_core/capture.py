@@ -1,0 +1,134 @@
+"""One forward pass with hooks, keeping at each prompt's last position what the scores need.
+
+Hook points per layer `l` (no edits to transformers):
+  layer_input[l]    input of decoder layer l (the residual stream)
+  attn_output[l]    output of the attention block (added to the residual)
+  head_values[l]    input of o_proj: per-head attention-weighted values, [heads * head_dim]
+  ffn_input[l]      input of the FFN/MoE block (after its pre-norm)
+  ffn_output[l]     output of the FFN/MoE block (added to the residual)
+  router_weights[l], router_index[l]   the router's top-k weights and expert ids (MoE only)
+and once: final_residual (input of the final norm) and the model's last-position logits.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from .loading import LanguageModel
+from .tokenization import pad_right
+
+
+@dataclass
+class LastPositionCapture:
+    layer_input: torch.Tensor  # [N, L, H]
+    attn_output: torch.Tensor  # [N, L, H]
+    head_values: torch.Tensor  # [N, L, heads * head_dim]
+    ffn_input: torch.Tensor  # [N, L, H]
+    ffn_output: torch.Tensor  # [N, L, H]
+    router_weights: torch.Tensor | None  # [N, L, k]
+    router_index: torch.Tensor | None  # [N, L, k]
+    final_residual: torch.Tensor  # [N, H]
+    logits: torch.Tensor  # [N, V]
+
+
+def _first_arg(args: tuple, kwargs: dict) -> torch.Tensor:
+    return args[0] if args else kwargs["hidden_states"]
+
+
+@contextmanager
+def _recording_hooks(lm: LanguageModel, record: dict[str, list], last: list[torch.Tensor]) -> Iterator[None]:
+    """Register the hooks; each appends its tensor at the current batch's last positions."""
+    adapter = lm.adapter
+
+    def at_last(x: torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(x.shape[0], device=x.device)
+        return x[rows, last[0]].detach().float().cpu()
+
+    def keep(key: str, layer: int, value: torch.Tensor) -> None:
+        record.setdefault(key, {}).setdefault(layer, []).append(at_last(value))
+
+    handles = []
+    for l in range(adapter.num_layers):
+        handles += [
+            adapter.layers[l].register_forward_pre_hook(
+                lambda m, a, k, l=l: keep("layer_input", l, _first_arg(a, k)), with_kwargs=True
+            ),
+            adapter.attention(l).register_forward_hook(lambda m, a, out, l=l: keep("attn_output", l, out[0])),
+            adapter.o_proj(l).register_forward_pre_hook(lambda m, a, l=l: keep("head_values", l, a[0])),
+            adapter.mlp(l).register_forward_pre_hook(
+                lambda m, a, k, l=l: keep("ffn_input", l, _first_arg(a, k)), with_kwargs=True
+            ),
+            adapter.mlp(l).register_forward_hook(lambda m, a, out, l=l: keep("ffn_output", l, out)),
+        ]
+        router = adapter.router(l)
+        if router is not None:
+
+            def keep_route(m, a, out, l=l):
+                batch = last[0].shape[0]
+                keep("router_weights", l, out[1].reshape(batch, -1, out[1].shape[-1]))
+                keep("router_index", l, out[2].reshape(batch, -1, out[2].shape[-1]))
+
+            handles.append(router.register_forward_hook(keep_route))
+    handles.append(
+        adapter.final_norm.register_forward_pre_hook(
+            lambda m, a, k: keep("final_residual", -1, _first_arg(a, k)), with_kwargs=True
+        )
+    )
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@torch.no_grad()
+def last_position_logits(
+    lm: LanguageModel,
+    encoded: Sequence[Sequence[int]],
+    batch_size: int = 16,
+    before_batch: Callable[[torch.Tensor], None] | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Forward the prompts in right-padded batches; the next-token logits at each last position, [N, V]."""
+    logits = []
+    batches = range(0, len(encoded), batch_size)
+    for start in tqdm(batches, desc="forward", disable=not progress, leave=False):
+        ids, mask, last = pad_right(encoded[start : start + batch_size], lm.device)
+        if before_batch is not None:
+            before_batch(last)
+        out = lm.model(input_ids=ids, attention_mask=mask, use_cache=False)
+        logits.append(out.logits[torch.arange(ids.shape[0], device=ids.device), last].float().cpu())
+    return torch.cat(logits)
+
+
+def capture_last_position(
+    lm: LanguageModel, encoded: Sequence[Sequence[int]], batch_size: int = 16, progress: bool = False
+) -> LastPositionCapture:
+    """Run `encoded` prompts through the model and keep the last-position internals of every layer."""
+    record: dict[str, dict[int, list[torch.Tensor]]] = {}
+    last: list[torch.Tensor] = [torch.empty(0)]
+    with _recording_hooks(lm, record, last):
+        logits = last_position_logits(lm, encoded, batch_size, before_batch=lambda pos: last.__setitem__(0, pos), progress=progress)
+
+    def stacked(key: str) -> torch.Tensor | None:
+        if key not in record:
+            return None
+        per_layer = [torch.cat(record[key][l]) for l in sorted(record[key])]
+        return torch.stack(per_layer, dim=1)
+
+    index = stacked("router_index")
+    return LastPositionCapture(
+        layer_input=stacked("layer_input"),
+        attn_output=stacked("attn_output"),
+        head_values=stacked("head_values"),
+        ffn_input=stacked("ffn_input"),
+        ffn_output=stacked("ffn_output"),
+        router_weights=stacked("router_weights"),
+        router_index=None if index is None else index.long(),
+        final_residual=torch.cat(record["final_residual"][-1]),
+        logits=logits,
+    )

@@ -1,0 +1,176 @@
+"""`attribute`: exact Gated-LPI of every FFN/expert neuron, attention neuron, head and layer.
+
+One forward pass captures the last-position internals (capture.py); then, layer by layer, the
+vocabulary images of the layer's neuron columns are computed once and every example's scores
+need only a logsumexp per neuron (lpi.neuron_lpi).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Literal, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from .adapters import Adapter
+from .capture import LastPositionCapture, capture_last_position
+from .loading import LanguageModel
+from .lpi import DEFAULT_MAX_ELEMENTS, log_prob_increase, neuron_lpi
+from .projection import FrozenProjection
+from .tokenization import TargetTokenError, encode_prompts, target_token_ids
+
+SHARED = "shared"
+
+
+@dataclass
+class Attribution:
+    """Gated-LPI scores; with `reduce="none"` every score tensor has a leading examples dimension."""
+
+    ffn: torch.Tensor  # [layers, experts, ffn_dim]
+    shared_ffn: torch.Tensor | None  # [layers, shared_ffn_dim]
+    attn: torch.Tensor  # [layers, heads, head_dim]
+    heads: torch.Tensor  # [layers, heads]
+    ffn_layer: torch.Tensor  # [layers]
+    attn_layer: torch.Tensor  # [layers]
+    target_ids: torch.Tensor  # [examples]
+    target_rank: torch.Tensor  # [examples] rank of the target in the model's own logits (0 = top-1)
+
+    def mean(self) -> "Attribution":
+        """The dataset-level importance I(n): the mean over examples of a `reduce="none"` result."""
+        scores = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in ("ffn", "shared_ffn", "attn", "heads", "ffn_layer", "attn_layer"):
+            if scores[name] is not None:
+                scores[name] = scores[name].mean(0)
+        return Attribution(**scores)
+
+
+def _check_targets(target_ids: torch.Tensor, examples: int, vocab: int) -> torch.Tensor:
+    target_ids = torch.as_tensor(target_ids, dtype=torch.long).reshape(-1)
+    if target_ids.numel() != examples:
+        raise TargetTokenError(f"{target_ids.numel()} targets for {examples} prompts; give one target per prompt")
+    if target_ids.numel() and (target_ids.min() < 0 or target_ids.max() >= vocab):
+        raise TargetTokenError(f"target ids must lie in [0, {vocab}); got {target_ids.min()}..{target_ids.max()}")
+    return target_ids
+
+
+def attribute(
+    lm: LanguageModel,
+    prompts: Sequence[str],
+    targets: Sequence[str] | None = None,
+    target_ids: Sequence[int] | torch.Tensor | None = None,
+    reduce: Literal["mean", "none"] = "mean",
+    batch_size: int = 16,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+    progress: bool = False,
+) -> Attribution:
+    """Exact Gated-LPI scores of every unit of `lm` for the prompts' targets.
+
+    Targets: `target_ids` if given, else the first token of each `targets` answer, else the
+    model's own top-1 prediction.
+    """
+    if reduce not in ("mean", "none"):
+        raise ValueError(f"reduce must be 'mean' or 'none', not {reduce!r}")
+    encoded = encode_prompts(lm.tokenizer, prompts, lm.max_positions)
+    if target_ids is None and targets is not None:
+        if len(targets) != len(prompts):
+            raise TargetTokenError(f"{len(targets)} targets for {len(prompts)} prompts; give one target per prompt")
+        target_ids = target_token_ids(lm.tokenizer, targets)
+    captured = capture_last_position(lm, encoded, batch_size=batch_size, progress=progress)
+    if target_ids is None:
+        target_ids = captured.logits.argmax(-1)
+    target_ids = _check_targets(target_ids, len(encoded), captured.logits.shape[-1])
+    scores = score_capture(lm.adapter, captured, target_ids, max_elements=max_elements, progress=progress)
+    return scores.mean() if reduce == "mean" else scores
+
+
+def target_rank(logits: torch.Tensor, target_ids: torch.Tensor) -> torch.Tensor:
+    """Rank of each target among its row's logits (0 = the top-1 token)."""
+    at_target = logits.gather(-1, target_ids[:, None])
+    return (logits > at_target).sum(-1)
+
+
+@torch.no_grad()
+def score_capture(
+    adapter: Adapter,
+    captured: LastPositionCapture,
+    target_ids: torch.Tensor,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+    progress: bool = False,
+) -> Attribution:
+    """Per-example exact scores of every unit, from one capture (see module docstring)."""
+    device = adapter.unembedding.device
+    proj = FrozenProjection.from_final_residual(adapter, captured.final_residual.to(device))
+    w = target_ids.to(device)
+    n, layers = captured.layer_input.shape[:2]
+    heads, head_dim = adapter.num_heads, adapter.head_dim
+    ffn = torch.zeros(n, layers, adapter.num_experts, adapter.ffn_dim)
+    shared = None if adapter.shared_ffn_dim is None else torch.zeros(n, layers, adapter.shared_ffn_dim)
+    attn = torch.zeros(n, layers, heads, head_dim)
+    head_scores = torch.zeros(n, layers, heads)
+    ffn_layer = torch.zeros(n, layers)
+    attn_layer = torch.zeros(n, layers)
+
+    for l in tqdm(range(layers), desc="attribute", disable=not progress, leave=False):
+        x_in = captured.layer_input[:, l].to(device)
+        attn_out = captured.attn_output[:, l].to(device)
+        z_attn = proj.logits(x_in)
+        z_ffn = proj.logits(x_in + attn_out)
+        attn_layer[:, l] = log_prob_increase(z_attn, proj.logits(attn_out), w).cpu()
+        ffn_layer[:, l] = log_prob_increase(z_ffn, proj.logits(captured.ffn_output[:, l].to(device)), w).cpu()
+
+        w_o = adapter.o_proj(l).weight.detach().float()  # [hidden, heads * head_dim]
+        values = captured.head_values[:, l].to(device)  # [N, heads * head_dim]
+        head_vectors = torch.einsum("nhd,ehd->nhe", values.view(n, heads, head_dim), w_o.view(-1, heads, head_dim))
+        head_scores[:, l] = log_prob_increase(z_attn, proj.logits(head_vectors), w).cpu()
+        coeff = values * proj.scale[:, None]
+        attn[:, l] = neuron_lpi(z_attn, coeff, proj.images(w_o.T), w, max_elements).view(n, heads, head_dim).cpu()
+
+        ffn[:, l] = _ffn_neuron_lpi(adapter, captured, l, proj, z_ffn, w, max_elements)
+        if shared is not None:
+            weights, gate = adapter.shared_expert(l)
+            x = captured.ffn_input[:, l].to(device)
+            g = torch.sigmoid(gate(x.to(gate.weight.dtype)).float())  # [N, 1]
+            coeff = (g * proj.scale[:, None]) * weights.coefficients(x, 0).float()
+            shared[:, l] = neuron_lpi(z_ffn, coeff, proj.images(weights.down[0].T), w, max_elements).cpu()
+
+    return Attribution(
+        ffn=ffn,
+        shared_ffn=shared,
+        attn=attn,
+        heads=head_scores,
+        ffn_layer=ffn_layer,
+        attn_layer=attn_layer,
+        target_ids=target_ids.cpu(),
+        target_rank=target_rank(captured.logits, target_ids.cpu()),
+    )
+
+
+def _ffn_neuron_lpi(
+    adapter: Adapter,
+    captured: LastPositionCapture,
+    layer: int,
+    proj: FrozenProjection,
+    z_ffn: torch.Tensor,
+    w: torch.Tensor,
+    max_elements: int,
+) -> torch.Tensor:
+    """[N, experts, ffn_dim] scores of layer `layer`'s FFN neurons; unselected experts score 0."""
+    device = z_ffn.device
+    weights = adapter.ffn_weights(layer)
+    x = captured.ffn_input[:, layer].to(device)
+    n = x.shape[0]
+    out = torch.zeros(n, adapter.num_experts, adapter.ffn_dim)
+    for e in range(adapter.num_experts):
+        if captured.router_index is None:
+            rows = torch.arange(n, device=device)
+            gate = torch.ones(n, device=device)
+        else:
+            rows, slot = (captured.router_index[:, layer] == e).nonzero(as_tuple=True)
+            gate = captured.router_weights[:, layer][rows, slot].to(device)
+            rows = rows.to(device)
+        if rows.numel() == 0:
+            continue
+        coeff = (gate * proj.scale[rows])[:, None] * weights.coefficients(x[rows], e).float()
+        images = proj.images(weights.down[e].T)
+        out[rows.cpu(), e] = neuron_lpi(z_ffn[rows], coeff, images, w[rows], max_elements).cpu()
+    return out

@@ -1,0 +1,68 @@
+"""Load a causal LM (hub id + revision, or a local `save_pretrained` directory) with its adapter."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from .adapters import Adapter, UnsupportedArchitectureError, adapter_for, SUPPORTED_MODEL_TYPES
+
+
+@dataclass
+class LanguageModel:
+    """A model ready for attribution: the module, its tokenizer, its adapter and its provenance."""
+
+    model: nn.Module
+    tokenizer: PreTrainedTokenizerBase
+    adapter: Adapter
+    name: str = "<in-memory>"
+    revision: str | None = None
+    commit: str | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def max_positions(self) -> int | None:
+        return getattr(self.model.config, "max_position_embeddings", None)
+
+
+def wrap_model(model: nn.Module, tokenizer: PreTrainedTokenizerBase, name: str = "<in-memory>") -> LanguageModel:
+    """Wrap a model already in memory (a freshly trained one, say)."""
+    model.eval()
+    return LanguageModel(model=model, tokenizer=tokenizer, adapter=adapter_for(model), name=name)
+
+
+def load_model(
+    name_or_path: str | Path,
+    revision: str | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> LanguageModel:
+    """Load model and tokenizer from a hub id at `revision`, or from a local directory in the hub's format."""
+    name = str(name_or_path)
+    config = AutoConfig.from_pretrained(name, revision=revision)
+    if config.model_type not in SUPPORTED_MODEL_TYPES:
+        raise UnsupportedArchitectureError(
+            f"{name}: unsupported architecture {config.model_type!r}; supported model types: "
+            f"{', '.join(SUPPORTED_MODEL_TYPES)}. Add an adapter in lpi_core/adapters/ to support it."
+        )
+    tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
+    model = AutoModelForCausalLM.from_pretrained(name, revision=revision, dtype=dtype).to(device)
+    model.eval()
+    return LanguageModel(
+        model=model,
+        tokenizer=tokenizer,
+        adapter=adapter_for(model),
+        name=name,
+        revision=revision,
+        commit=getattr(model.config, "_commit_hash", None),
+    )

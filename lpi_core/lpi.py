@@ -1,0 +1,55 @@
+"""Gated-LPI: how much adding a unit's vector u to the residual h raises the target's log-probability.
+
+    LPI(u | h) = log_softmax(proj(h + u))[w] - log_softmax(proj(h))[w]
+
+`proj` is linear (the frozen final norm, see projection.py), so with z = proj(h), d = proj(u):
+
+    LPI = d[w] - (logsumexp(z + d) - logsumexp(z))
+
+For a neuron, u = c · column with a scalar coefficient c (router weight × activation × frozen
+scale), so d = c · image(column) and the image is shared by every example.
+"""
+from __future__ import annotations
+
+import torch
+
+DEFAULT_MAX_ELEMENTS = 1 << 24
+
+
+def log_prob_increase(base_logits: torch.Tensor, delta_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """LPI for explicit logit changes. base [B, V], delta [B, ..., V], target [B] -> [B, ...]."""
+    extra = delta_logits.dim() - 2
+    z = base_logits.reshape(base_logits.shape[0], *([1] * extra), -1)
+    w = target.reshape(-1, *([1] * extra), 1)
+    gain = delta_logits.gather(-1, w.expand(*delta_logits.shape[:-1], 1)).squeeze(-1)
+    return gain - (torch.logsumexp(z + delta_logits, -1) - torch.logsumexp(z, -1))
+
+
+def neuron_lpi(
+    base_logits: torch.Tensor,
+    coefficients: torch.Tensor,
+    images: torch.Tensor,
+    target: torch.Tensor,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+) -> torch.Tensor:
+    """LPI of every neuron `n` whose logit change is `coefficients[b, n] · images[n]`.
+
+    LPI[b, n] = c[b,n]·img[n, w_b] - logsumexp_v(z[b, v] + c[b,n]·img[n, v]) + logsumexp(z[b])
+
+    base [B, V], coefficients [B, N], images [N, V], target [B] -> [B, N]. Chunked over neurons
+    so that no temporary exceeds `max_elements` values.
+    """
+    batch, vocab = base_logits.shape
+    lse_base = torch.logsumexp(base_logits, -1)
+    at_target = images.T[target]  # [B, N]
+    out = torch.empty_like(coefficients)
+    rows_step = max(1, min(batch, max_elements // vocab))
+    for r in range(0, batch, rows_step):
+        z, lse = base_logits[r : r + rows_step], lse_base[r : r + rows_step, None]
+        step = max(1, max_elements // (z.shape[0] * vocab))
+        for n in range(0, images.shape[0], step):
+            c = coefficients[r : r + rows_step, n : n + step]
+            shifted = z[:, None, :] + c[:, :, None] * images[None, n : n + step]
+            gain = c * at_target[r : r + rows_step, n : n + step]
+            out[r : r + rows_step, n : n + step] = gain - (torch.logsumexp(shifted, -1) - lse)
+    return out

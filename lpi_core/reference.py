@@ -1,0 +1,91 @@
+"""The plain reference: each unit's vector built in the hidden space, added to the base, and
+pushed through the model's own `lm_head` with the frozen final norm, neuron by neuron (batched).
+
+    LPI(u | h) = log_softmax(lm_head(norm_frozen(h + u)))[w] - log_softmax(lm_head(norm_frozen(h)))[w]
+
+Slow by design; it is what the fast engine is tested and benchmarked against.
+"""
+from __future__ import annotations
+
+import torch
+
+from .capture import LastPositionCapture
+from .engine import Attribution, target_rank
+from .loading import LanguageModel
+
+
+def _frozen_norm(lm: LanguageModel, x_final: torch.Tensor):
+    adapter = lm.adapter
+    if adapter.final_norm_kind == "rms":
+        scale = torch.rsqrt(x_final.pow(2).mean() + adapter.final_norm_eps)
+        return lambda v: v * scale * adapter.final_norm_weight.float()
+    scale = torch.rsqrt(x_final.var(unbiased=False) + adapter.final_norm_eps)
+    return lambda v: (v - v.mean(-1, keepdim=True)) * scale
+
+
+@torch.no_grad()
+def reference_scores(
+    lm: LanguageModel, captured: LastPositionCapture, target_ids: torch.Tensor, chunk: int = 256
+) -> Attribution:
+    """Per-example scores of every unit by the direct formula (same layout as `attribute(reduce="none")`)."""
+    adapter, device = lm.adapter, lm.device
+    unembed = lm.model.lm_head
+    n, layers = captured.layer_input.shape[:2]
+    heads, head_dim = adapter.num_heads, adapter.head_dim
+    shared_dim = adapter.shared_ffn_dim
+    ffn = torch.zeros(n, layers, adapter.num_experts, adapter.ffn_dim)
+    shared = None if shared_dim is None else torch.zeros(n, layers, shared_dim)
+    attn = torch.zeros(n, layers, heads * head_dim)
+    head_scores = torch.zeros(n, layers, heads)
+    ffn_layer = torch.zeros(n, layers)
+    attn_layer = torch.zeros(n, layers)
+
+    for b in range(n):
+        norm = _frozen_norm(lm, captured.final_residual[b].to(device))
+        w = int(target_ids[b])
+
+        def lpi(h: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+            base = torch.log_softmax(unembed(norm(h)[None].to(lm.dtype)).float(), -1)[0, w]
+            out = []
+            for part in vectors.split(chunk):
+                logits = unembed(norm(h[None] + part).to(lm.dtype)).float()
+                out.append(torch.log_softmax(logits, -1)[:, w] - base)
+            return torch.cat(out).cpu()
+
+        for l in range(layers):
+            h_attn = captured.layer_input[b, l].to(device)
+            h_ffn = h_attn + captured.attn_output[b, l].to(device)
+            attn_layer[b, l] = lpi(h_attn, captured.attn_output[b, l][None].to(device))[0]
+            ffn_layer[b, l] = lpi(h_ffn, captured.ffn_output[b, l][None].to(device))[0]
+
+            w_o = adapter.o_proj(l).weight.float()
+            values = captured.head_values[b, l].to(device)
+            neuron_vectors = values[:, None] * w_o.T  # [heads * head_dim, hidden]
+            attn[b, l] = lpi(h_attn, neuron_vectors)
+            head_scores[b, l] = lpi(h_attn, neuron_vectors.view(heads, head_dim, -1).sum(1))
+
+            weights = adapter.ffn_weights(l)
+            x = captured.ffn_input[b, l].to(device)
+            if captured.router_index is None:
+                selected = [(0, 1.0)]
+            else:
+                selected = zip(captured.router_index[b, l].tolist(), captured.router_weights[b, l].tolist())
+            for e, g in selected:
+                m = weights.coefficients(x, e).float()
+                ffn[b, l, e] = lpi(h_ffn, g * m[:, None] * weights.down[e].T.float())
+            if shared is not None:
+                sw, gate = adapter.shared_expert(l)
+                g = torch.sigmoid(gate(x.to(gate.weight.dtype)).float())
+                m = sw.coefficients(x, 0).float()
+                shared[b, l] = lpi(h_ffn, g * m[:, None] * sw.down[0].T.float())
+
+    return Attribution(
+        ffn=ffn,
+        shared_ffn=shared,
+        attn=attn.view(n, layers, heads, head_dim),
+        heads=head_scores,
+        ffn_layer=ffn_layer,
+        attn_layer=attn_layer,
+        target_ids=target_ids.cpu(),
+        target_rank=target_rank(captured.logits, target_ids.cpu()),
+    )

@@ -1,0 +1,67 @@
+"""Tiny randomly initialised models of every supported family, with a small trained tokenizer."""
+from __future__ import annotations
+
+import functools
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    LlamaConfig,
+    MistralConfig,
+    MixtralConfig,
+    OlmoConfig,
+    OlmoeConfig,
+    Qwen2Config,
+    Qwen2MoeConfig,
+)
+
+from fixtures.miniature.tokenizer import train_tokenizer
+from lpi_core import evaluation_set, wrap_model
+from lpi_core.loading import LanguageModel
+
+COMMON = dict(
+    hidden_size=32,
+    intermediate_size=24,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=64,
+    initializer_range=0.3,
+)
+CONFIGS = {
+    "olmoe": lambda v: OlmoeConfig(vocab_size=v, num_experts=4, num_experts_per_tok=2, **COMMON),
+    "olmo": lambda v: OlmoConfig(vocab_size=v, **COMMON),
+    "llama": lambda v: LlamaConfig(vocab_size=v, **COMMON),
+    "mistral": lambda v: MistralConfig(vocab_size=v, **COMMON),
+    "qwen2": lambda v: Qwen2Config(vocab_size=v, **COMMON),
+    "mixtral": lambda v: MixtralConfig(vocab_size=v, num_local_experts=4, num_experts_per_tok=2, **COMMON),
+    "qwen2_moe": lambda v: Qwen2MoeConfig(
+        vocab_size=v,
+        num_experts=4,
+        num_experts_per_tok=2,
+        moe_intermediate_size=16,
+        shared_expert_intermediate_size=20,
+        **COMMON,
+    ),
+}
+FAMILIES = tuple(CONFIGS)
+MOE_FAMILIES = ("olmoe", "mixtral", "qwen2_moe")
+
+
+@functools.cache
+def facts(limit: int = 906) -> tuple[list[str], list[str]]:
+    data = evaluation_set()
+    return list(data["prompt"][:limit]), list(data["object"][:limit])
+
+
+@functools.cache
+def tokenizer():
+    prompts, answers = facts()
+    return train_tokenizer([p + " " + a for p, a in zip(prompts, answers)], vocab_size=400)
+
+
+def tiny_lm(family: str, seed: int = 0) -> LanguageModel:
+    tok = tokenizer()
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(CONFIGS[family](len(tok)), dtype=torch.float32)
+    return wrap_model(model, tok, name=f"tiny-{family}")

@@ -1,0 +1,122 @@
+"""The fast engine against the reference and against the model's own forward pass."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lpi_core import attribute
+from lpi_core.capture import capture_last_position
+from lpi_core.engine import score_capture
+from lpi_core.lpi import log_prob_increase, neuron_lpi
+from lpi_core.projection import FrozenProjection
+from lpi_core.reference import reference_scores
+from lpi_core.tokenization import encode_prompts, target_token_ids
+from tests.helpers import FAMILIES, MOE_FAMILIES, facts, tiny_lm
+
+PROMPTS, ANSWERS = facts()
+SAMPLE = slice(0, 906, 151)  # six examples from different relations
+
+
+def test_log_prob_increase_by_hand():
+    base = torch.tensor([[0.0, 0.0]])
+    delta = torch.tensor([[[1.0, 0.0], [0.0, 2.0]]])
+    # adding [1, 0]: log(e/(e+1)) - log(1/2); adding [0, 2]: log(1/(1+e^2)) - log(1/2)
+    expected = torch.tensor([[1 - torch.log(torch.tensor(torch.e + 1)) + torch.log(torch.tensor(2.0)),
+                              -torch.log(torch.tensor(1 + torch.e**2)) + torch.log(torch.tensor(2.0))]])
+    torch.testing.assert_close(log_prob_increase(base, delta, torch.tensor([0])), expected)
+
+
+def test_neuron_lpi_equals_explicit_deltas_in_any_chunking():
+    torch.manual_seed(0)
+    base, coeff, images = torch.randn(5, 11), torch.randn(5, 7), torch.randn(7, 11)
+    target = torch.tensor([0, 3, 10, 3, 1])
+    explicit = log_prob_increase(base, coeff[:, :, None] * images[None], target)
+    for max_elements in (1, 30, 1 << 20):
+        torch.testing.assert_close(neuron_lpi(base, coeff, images, target, max_elements), explicit)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fast_scores_equal_reference(family):
+    lm = tiny_lm(family)
+    prompts, answers = PROMPTS[SAMPLE], ANSWERS[SAMPLE]
+    captured = capture_last_position(lm, encode_prompts(lm.tokenizer, prompts), batch_size=4)
+    targets = target_token_ids(lm.tokenizer, answers)
+    fast = score_capture(lm.adapter, captured, targets, max_elements=1000)
+    ref = reference_scores(lm, captured, targets)
+    for name in ("ffn", "shared_ffn", "attn", "heads", "ffn_layer", "attn_layer"):
+        if getattr(ref, name) is None:
+            assert getattr(fast, name) is None
+            continue
+        torch.testing.assert_close(getattr(fast, name), getattr(ref, name), atol=1e-4, rtol=1e-4, msg=name)
+    assert fast.ffn.abs().max() > 1e-2, "scores too small for the comparison to mean anything"
+    assert (fast.shared_ffn is not None) == (family == "qwen2_moe")
+
+
+@pytest.mark.parametrize("family", MOE_FAMILIES)
+def test_unselected_experts_score_zero(family):
+    lm = tiny_lm(family)
+    captured = capture_last_position(lm, encode_prompts(lm.tokenizer, PROMPTS[:8]))
+    scores = score_capture(lm.adapter, captured, captured.logits.argmax(-1))
+    selected = torch.zeros(8, lm.adapter.num_layers, lm.adapter.num_experts, dtype=torch.bool)
+    selected.scatter_(2, captured.router_index, True)
+    assert (scores.ffn[~selected] == 0).all()
+    assert (scores.ffn[selected].abs().sum(-1) > 0).all()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_capture_decomposes_the_forward_pass(family):
+    """Residual bookkeeping, unit vectors summing to block outputs, and proj(x_L) == the model's logits."""
+    lm = tiny_lm(family)
+    adapter = lm.adapter
+    captured = capture_last_position(lm, encode_prompts(lm.tokenizer, PROMPTS[:5]), batch_size=2)
+    c = captured
+    for l in range(adapter.num_layers - 1):
+        torch.testing.assert_close(c.layer_input[:, l + 1], c.layer_input[:, l] + c.attn_output[:, l] + c.ffn_output[:, l])
+    last = adapter.num_layers - 1
+    torch.testing.assert_close(c.final_residual, c.layer_input[:, last] + c.attn_output[:, last] + c.ffn_output[:, last])
+    proj = FrozenProjection.from_final_residual(adapter, c.final_residual)
+    torch.testing.assert_close(proj.logits(c.final_residual), c.logits, atol=1e-4, rtol=1e-4)
+    for l in range(adapter.num_layers):
+        heads_sum = c.head_values[:, l] @ adapter.o_proj(l).weight.T
+        torch.testing.assert_close(heads_sum, c.attn_output[:, l], atol=1e-5, rtol=1e-4)
+        weights, x = adapter.ffn_weights(l), c.ffn_input[:, l]
+        total = torch.zeros_like(x)
+        for b in range(x.shape[0]):
+            routed = [(0, 1.0)] if c.router_index is None else zip(c.router_index[b, l].tolist(), c.router_weights[b, l].tolist())
+            for e, g in routed:
+                total[b] += g * weights.down[e] @ weights.coefficients(x[b], e)
+        if adapter.shared_expert(l) is not None:
+            sw, gate = adapter.shared_expert(l)
+            total += torch.sigmoid(gate(x)) * (sw.coefficients(x, 0) @ sw.down[0].T)
+        torch.testing.assert_close(total, c.ffn_output[:, l], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("family", ["olmoe", "olmo"])
+def test_layer_score_is_lpi_of_its_units_summed(family):
+    lm = tiny_lm(family)
+    adapter = lm.adapter
+    captured = capture_last_position(lm, encode_prompts(lm.tokenizer, PROMPTS[:4]))
+    w = captured.logits.argmax(-1)
+    scores = score_capture(adapter, captured, w)
+    proj = FrozenProjection.from_final_residual(adapter, captured.final_residual)
+    for l in range(adapter.num_layers):
+        h = captured.layer_input[:, l]
+        heads_total = captured.head_values[:, l] @ adapter.o_proj(l).weight.T
+        expected_attn = log_prob_increase(proj.logits(h), proj.logits(heads_total), w)
+        torch.testing.assert_close(scores.attn_layer[:, l], expected_attn, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(scores.attn_layer.sum(-1), scores.attn.sum((-1, -2, -3))), "LPI is not additive"
+
+
+def test_reduce_mean_and_target_override():
+    lm = tiny_lm("olmoe")
+    per_example = attribute(lm, PROMPTS[:6], targets=ANSWERS[:6], reduce="none")
+    mean = attribute(lm, PROMPTS[:6], targets=ANSWERS[:6])
+    assert per_example.ffn.shape == (6, 2, 4, 24) and mean.ffn.shape == (2, 4, 24)
+    assert per_example.heads.shape == (6, 2, 4) and per_example.attn.shape == (6, 2, 4, 8)
+    torch.testing.assert_close(mean.ffn, per_example.ffn.mean(0))
+    torch.testing.assert_close(mean.heads, per_example.heads.mean(0))
+    override = attribute(lm, PROMPTS[:6], targets=ANSWERS[:6], target_ids=[5] * 6, reduce="none")
+    assert override.target_ids.tolist() == [5] * 6
+    assert not torch.allclose(override.ffn, per_example.ffn)
+    predicted = attribute(lm, PROMPTS[:6], reduce="none")
+    assert (predicted.target_rank == 0).all()
