@@ -8,11 +8,12 @@ from .ablation import hit_at_k, hits_at_k, masked
 from .adapters import SUPPORTED_MODEL_TYPES, UnsupportedArchitectureError
 from .data import RelationFileError, evaluation_set, load_relation, relation_examples
 from .engine import Attribution, attribute, score_capture
-from .loading import LanguageModel, load_model, wrap_model
+from .loading import CheckpointError, LanguageModel, load_model, wrap_model
 from .tokenization import PromptError, TargetTokenError
 
 __all__ = [
     "Attribution",
+    "CheckpointError",
     "LanguageModel",
     "PromptError",
     "RelationFileError",

@@ -6,9 +6,14 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from .adapters import Adapter, UnsupportedArchitectureError, adapter_for, SUPPORTED_MODEL_TYPES
+
+
+class CheckpointError(OSError):
+    """A checkpoint that cannot be found or read."""
 
 
 @dataclass
@@ -49,14 +54,27 @@ def load_model(
 ) -> LanguageModel:
     """Load model and tokenizer from a hub id at `revision`, or from a local directory in the hub's format."""
     name = str(name_or_path)
-    config = AutoConfig.from_pretrained(name, revision=revision)
+    where = name if revision is None else f"{name} at revision {revision}"
+    try:
+        config = AutoConfig.from_pretrained(name, revision=revision)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(
+            f"{where}: no loadable checkpoint ({err}). Give a local directory written by save_pretrained, "
+            "or a hub id with an existing revision (download it first when offline)."
+        ) from err
     if config.model_type not in SUPPORTED_MODEL_TYPES:
         raise UnsupportedArchitectureError(
             f"{name}: unsupported architecture {config.model_type!r}; supported model types: "
             f"{', '.join(SUPPORTED_MODEL_TYPES)}. Add an adapter in lpi_core/adapters/ to support it."
         )
-    tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
-    model = AutoModelForCausalLM.from_pretrained(name, revision=revision, dtype=dtype).to(device)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
+        model = AutoModelForCausalLM.from_pretrained(name, revision=revision, dtype=dtype).to(device)
+    except (OSError, ValueError, SafetensorError) as err:
+        raise CheckpointError(
+            f"{where}: the checkpoint's tokenizer or weights cannot be read ({err}). A missing or truncated "
+            "weights file must be downloaded or saved again."
+        ) from err
     model.eval()
     return LanguageModel(
         model=model,

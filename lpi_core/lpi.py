@@ -34,22 +34,33 @@ def neuron_lpi(
 ) -> torch.Tensor:
     """LPI of every neuron `n` whose logit change is `coefficients[b, n] · images[n]`.
 
-    LPI[b, n] = c[b,n]·img[n, w_b] - logsumexp_v(z[b, v] + c[b,n]·img[n, v]) + logsumexp(z[b])
+    LPI[b, n] = c·img[n, w_b] - log Σ_v softmax(z_b)_v · exp(c·img[n, v])      (c = c[b, n])
 
-    base [B, V], coefficients [B, N], images [N, V], target [B] -> [B, N]. Chunked over neurons
-    so that no temporary exceeds `max_elements` values.
+    which is the formula above with lse(z + d) - lse(z) = log Σ_v softmax(z)_v exp(d_v). The
+    exponent is shifted by its maximum M = max_v c·img[n, v] (known from img's row max and min),
+    and the weighted sum is a batched matrix-vector product. Entries whose shifted sum underflows
+    are recomputed with a plain logsumexp. base [B, V], coefficients [B, N], images [N, V],
+    target [B] -> [B, N]; chunked so that no temporary exceeds `max_elements` values.
     """
     batch, vocab = base_logits.shape
-    lse_base = torch.logsumexp(base_logits, -1)
+    probs = torch.softmax(base_logits, -1)
+    row_max, row_min = images.max(-1).values, images.min(-1).values
     at_target = images.T[target]  # [B, N]
     out = torch.empty_like(coefficients)
     rows_step = max(1, min(batch, max_elements // vocab))
     for r in range(0, batch, rows_step):
-        z, lse = base_logits[r : r + rows_step], lse_base[r : r + rows_step, None]
-        step = max(1, max_elements // (z.shape[0] * vocab))
+        p = probs[r : r + rows_step, :, None]
+        step = max(1, max_elements // (p.shape[0] * vocab))
         for n in range(0, images.shape[0], step):
             c = coefficients[r : r + rows_step, n : n + step]
-            shifted = z[:, None, :] + c[:, :, None] * images[None, n : n + step]
-            gain = c * at_target[r : r + rows_step, n : n + step]
-            out[r : r + rows_step, n : n + step] = gain - (torch.logsumexp(shifted, -1) - lse)
+            img = images[n : n + step]
+            shift = torch.where(c > 0, c * row_max[n : n + step], c * row_min[n : n + step])
+            weighted = torch.bmm(torch.addcmul(-shift[:, :, None], c[:, :, None], img[None]).exp_(), p)
+            lse_gain = shift + weighted.squeeze(-1).log()
+            underflow = ~(weighted.squeeze(-1) > 1e-30)
+            if underflow.any():
+                b, k = underflow.nonzero(as_tuple=True)
+                z = base_logits[r : r + rows_step][b]
+                lse_gain[b, k] = torch.logsumexp(z + c[b, k, None] * img[k], -1) - torch.logsumexp(z, -1)
+            out[r : r + rows_step, n : n + step] = c * at_target[r : r + rows_step, n : n + step] - lse_gain
     return out

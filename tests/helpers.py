@@ -63,5 +63,8 @@ def tokenizer():
 def tiny_lm(family: str, seed: int = 0) -> LanguageModel:
     tok = tokenizer()
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(CONFIGS[family](len(tok)), dtype=torch.float32)
+    config = CONFIGS[family](len(tok))
+    config.bos_token_id = config.eos_token_id = tok.eos_token_id
+    config.pad_token_id = tok.pad_token_id
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     return wrap_model(model, tok, name=f"tiny-{family}")

@@ -120,3 +120,13 @@ def test_reduce_mean_and_target_override():
     assert not torch.allclose(override.ffn, per_example.ffn)
     predicted = attribute(lm, PROMPTS[:6], reduce="none")
     assert (predicted.target_rank == 0).all()
+
+
+def test_neuron_lpi_survives_extreme_logits():
+    """A base distribution so peaked that the shifted sum underflows still gives the exact LPI."""
+    base = torch.tensor([[0.0, -200.0, -200.0], [5.0, 0.0, -3.0]])
+    images = torch.tensor([[0.0, 3.0, -1.0], [1.0, -2.0, 0.5]])
+    coeff = torch.tensor([[60.0, -1.0], [2.0, 0.5]])
+    target = torch.tensor([1, 0])
+    explicit = log_prob_increase(base, coeff[:, :, None] * images[None], target)
+    torch.testing.assert_close(neuron_lpi(base, coeff, images, target), explicit)
