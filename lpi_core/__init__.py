@@ -4,6 +4,8 @@
     lm = load_model("allenai/OLMoE-1B-7B-0924", revision="step10000-tokens41B")
     att = attribute(lm, prompts, targets=answers)
 """
+__version__ = "0.1.0"
+
 from .ablation import hit_at_k, hits_at_k, masked
 from .adapters import SUPPORTED_MODEL_TYPES, UnsupportedArchitectureError
 from .data import RelationFileError, evaluation_set, load_relation, relation_examples

@@ -51,12 +51,18 @@ def load_model(
     revision: str | None = None,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
+    hub_cache: str | Path | None = None,
+    offline: bool = False,
 ) -> LanguageModel:
-    """Load model and tokenizer from a hub id at `revision`, or from a local directory in the hub's format."""
+    """Load model and tokenizer from a hub id at `revision`, or from a local directory in the hub's format.
+
+    `hub_cache` overrides the hub cache directory; `offline` reads only what that cache holds.
+    """
     name = str(name_or_path)
+    hub = dict(revision=revision, cache_dir=None if hub_cache is None else str(hub_cache), local_files_only=offline)
     where = name if revision is None else f"{name} at revision {revision}"
     try:
-        config = AutoConfig.from_pretrained(name, revision=revision)
+        config = AutoConfig.from_pretrained(name, **hub)
     except (OSError, ValueError) as err:
         raise CheckpointError(
             f"{where}: no loadable checkpoint ({err}). Give a local directory written by save_pretrained, "
@@ -68,8 +74,8 @@ def load_model(
             f"{', '.join(SUPPORTED_MODEL_TYPES)}. Add an adapter in lpi_core/adapters/ to support it."
         )
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
-        model = AutoModelForCausalLM.from_pretrained(name, revision=revision, dtype=dtype).to(device)
+        tokenizer = AutoTokenizer.from_pretrained(name, **hub)
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, **hub).to(device)
     except (OSError, ValueError, SafetensorError) as err:
         raise CheckpointError(
             f"{where}: the checkpoint's tokenizer or weights cannot be read ({err}). A missing or truncated "

@@ -1,0 +1,47 @@
+"""Fixtures of the claim tests: the suite's measured series, computed once per process from the cache."""
+from __future__ import annotations
+
+from typing import Callable
+
+import pytest
+
+from conftest import SUITE
+
+from .evaluate import REPLICATED, claim_by_id, evaluate
+from .measure import SeriesMeasurements
+from .records import worker_index
+from .report import series_measurements
+
+
+@pytest.fixture(scope="session")
+def measured(pytestconfig) -> Callable[[str], SeriesMeasurements]:
+    """family -> its measurements; records are computed where missing (one worker per checkpoint)."""
+    suite = pytestconfig.stash[SUITE]
+    cache: dict[str, SeriesMeasurements] = {}
+
+    def get(family: str) -> SeriesMeasurements:
+        if family not in cache:
+            cache[family] = series_measurements(suite, family, compute=True, rotate=worker_index())[0]
+        return cache[family]
+
+    return get
+
+
+@pytest.fixture
+def check_claim(measured, record_property) -> Callable[[str, str], None]:
+    """Evaluate a claim for a family, record its numbers, and fail unless it replicates."""
+
+    def check(claim_id: str, family: str) -> None:
+        result = evaluate(claim_by_id(claim_id), measured(family))
+        record_property("claim", claim_id)
+        record_property("family", family)
+        record_property("verdict", result.verdict)
+        record_property("measured", "; ".join(f"{c.label} {c.shown}" for c in result.checks))
+        for c in result.checks:
+            record_property(f"{c.label}.value", c.value)
+            record_property(f"{c.label}.ci_low", c.interval[0])
+            record_property(f"{c.label}.ci_high", c.interval[1])
+        if result.verdict != REPLICATED:
+            pytest.fail(result.message(), pytrace=False)
+
+    return check

@@ -1,0 +1,68 @@
+"""Metrics against hand-computed values on small known inputs."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from lpi_core.metrics import (
+    ablation_drop,
+    bootstrap_interval,
+    jaccard,
+    positive_gain_concentration,
+    random_set_jaccard,
+    resample_weights,
+    rho_avg,
+    sigma_rel,
+    top_fraction,
+    topk_jaccard,
+)
+
+
+def test_top_fraction_uses_absolute_scores():
+    scores = torch.tensor([0.1, -5.0, 3.0, 0.0, 2.0, -0.5, 0.2, 0.3, 0.4, 0.6])
+    assert set(top_fraction(scores, 0.2).tolist()) == {1, 2}
+    assert top_fraction(scores, 0.001).tolist() == [1]  # at least one unit
+
+
+def test_jaccard_by_hand():
+    assert jaccard(torch.tensor([1, 2, 3]), torch.tensor([2, 3, 4, 5])) == pytest.approx(2 / 5)
+    a = torch.tensor([0.0, 9.0, 8.0, 1.0, 0.0, 0.0, 7.0, 0.0, 0.0, 0.0])
+    b = torch.tensor([9.0, 8.0, 0.0, 0.0, 0.0, 0.0, 7.0, 0.0, 0.0, 0.0])
+    assert topk_jaccard(a, b, 0.3) == pytest.approx(2 / 4)  # {1,2,6} vs {0,1,6}
+
+
+def test_random_set_control_matches_simulation():
+    assert random_set_jaccard(1000) == pytest.approx(10 / 1990)
+    generator = torch.Generator().manual_seed(0)
+    sims = [jaccard(torch.randperm(1000, generator=generator)[:10], torch.randperm(1000, generator=generator)[:10]) for _ in range(4000)]
+    assert sum(sims) / len(sims) == pytest.approx(random_set_jaccard(1000), rel=0.15)
+
+
+def test_positive_gain_concentration_by_hand():
+    previous = torch.zeros(2, 100)
+    current = torch.zeros(2, 100)
+    current[0, :10] = 1.0  # layer 0: gain 10 spread over 10 units; top-1 holds 1/10
+    current[1, 0], current[1, 1] = 3.0, 1.0  # layer 1: top-1 holds 3/4
+    current[1, 2] = -5.0  # losses are no gains
+    assert positive_gain_concentration(previous, current) == pytest.approx((0.1 + 0.75) / 2)
+    assert math.isnan(positive_gain_concentration(current, current))
+
+
+def test_rho_avg_and_sigma_rel_by_hand():
+    p1, p2, p3 = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([2.0, 4.0, 6.0]), torch.tensor([3.0, 2.0, 1.0])
+    assert rho_avg([p1, p2, p3]) == pytest.approx((1.0 + -1.0) / 2)
+    # layer means 2, 8/3, 10/3; population stds sqrt(2/3), sqrt(8/9), sqrt(38/9)
+    expected = (math.sqrt(2 / 3) / 2 + math.sqrt(8 / 9) / (8 / 3) + math.sqrt(38 / 9) / (10 / 3)) / 3
+    assert sigma_rel([p1, p2, p3]) == pytest.approx(expected)
+
+
+def test_ablation_drop_and_bootstrap():
+    assert ablation_drop(0.5, 0.45) == pytest.approx(10.0)
+    assert math.isnan(ablation_drop(0.0, 0.0))
+    low, high = bootstrap_interval(list(range(101)))
+    assert (low, high) == pytest.approx((2.5, 97.5))
+    weights = resample_weights(7, 5, seed=1)
+    assert weights.shape == (5, 7) and (weights.sum(1) == 7).all()
+    assert torch.equal(weights, resample_weights(7, 5, seed=1))
