@@ -13,6 +13,7 @@ import pytest
 from claims.suite import SuiteConfig, SuiteOptionError
 
 SUITE = pytest.StashKey[SuiteConfig]()
+pytest_plugins = ["pytester"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -1,0 +1,123 @@
+"""The claims suite end to end on the smoke preset, through pytester (a separate pytest process)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from claims.catalogue import CLAIMS
+from claims.evaluate import INCONCLUSIVE, NOT_REPLICATED, REPLICATED, check_verdict, combine
+from claims.windows import EARLY, LATE, Window, nearest, select
+
+ROOT = Path(__file__).resolve().parents[1]
+EVERY_CLAIM = {f"{c.id}[{f}]" for c in CLAIMS for f in c.families}
+
+
+def run_claims(pytester, cache: Path, report: Path, *args: str):
+    return pytester.runpytest_subprocess(
+        str(ROOT / "claims"), "--preset", "smoke", "--cache-dir", str(cache), "--report-dir", str(report),
+        "--examples", "120", "--bootstrap", "20", "-p", "no:cacheprovider", "-q", *args,
+    )
+
+
+def record_files(cache: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in (cache / "records").glob("*.pt")}
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    """One full smoke run shared by the tests below (pytester is function-scoped, so run it by hand)."""
+    import subprocess
+    import sys
+
+    base = tmp_path_factory.mktemp("claims")
+    cache, report = base / "cache", base / "report"
+    command = [
+        sys.executable, "-m", "pytest", str(ROOT / "claims"), "--preset", "smoke", "--cache-dir", str(cache),
+        "--report-dir", str(report), "--examples", "120", "--bootstrap", "20", "-p", "no:cacheprovider", "-q",
+    ]
+    done = subprocess.run(command, cwd=base, capture_output=True, text=True, env={**__import__("os").environ, "TQDM_DISABLE": "1"})
+    return done, cache, report
+
+
+def test_report_holds_every_claim_with_a_number_and_verdict(first_run):
+    done, cache, report = first_run
+    assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]
+    payload = json.loads((report / "claims.json").read_text())
+    assert {f"{c['claim']}[{c['family']}]" for c in payload["claims"]} == EVERY_CLAIM
+    for claim in payload["claims"]:
+        assert claim["verdict"] in (REPLICATED, NOT_REPLICATED, INCONCLUSIVE)
+        assert all(isinstance(check["value"], float) for check in claim["checks"])
+    markdown = (report / "claims.md").read_text()
+    assert all(c.id in markdown for c in CLAIMS) and "| claim " in markdown
+    for figure in ("fig1_jstab.png", "fig2_layer_trajectories.png", "fig3_4_layer_profiles.png", "fig5_ablation.png"):
+        assert (report / figure).stat().st_size > 10_000
+    trajectories = payload["trajectories"]["moe"]
+    assert trajectories["steps"] == [15, 30, 45, 60] and len(trajectories["jstab_ffn"]["values"]) == 3
+    assert payload["context"]["versions"]["torch"] and "claims vs measured" in done.stdout
+    assert sum(1 for line in done.stdout.splitlines() if line.startswith("claim ")) == len(EVERY_CLAIM)
+
+
+def test_rerun_reuses_the_cache(first_run, pytester):
+    _, cache, report = first_run
+    before = record_files(cache)
+    assert len(before) == 8  # 4 checkpoints × 2 models
+    result = run_claims(pytester, cache, report)
+    assert result.ret in (0, 1)
+    assert record_files(cache) == before  # nothing recomputed or rewritten
+
+
+def test_k_moe_selects_only_moe_claims(first_run, pytester):
+    _, cache, _ = first_run
+    report = pytester.path / "moe-report"
+    result = run_claims(pytester, cache, report, "-k", "moe")
+    families = {c["family"] for c in json.loads((report / "claims.json").read_text())["claims"]}
+    assert families == {"moe"}
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == sum(1 for c in CLAIMS if "moe" in c.families)
+
+
+def test_k_ablate_selects_the_ablation_claims(first_run, pytester):
+    _, cache, report = first_run
+    result = run_claims(pytester, cache, report, "-k", "ablate", "--collect-only")
+    ids = [line for line in result.outlines if "test_ablate" in line]
+    assert len(ids) == 6 and not any("stability" in line for line in result.outlines)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--suite", "nope"], "--suite must be 'miniature' or 'paper'"),
+        (["--examples", "0"], "--examples must be between 1 and 906"),
+        (["--examples", "many"], "--examples must be an integer"),
+        (["--checkpoints", "15,999"], "--checkpoints [999] are not in the smoke preset"),
+        (["--moe-model", "x/y"], "use them with --suite paper"),
+        (["--bootstrap", "3"], "--bootstrap must be at least 10"),
+    ],
+)
+def test_bad_options_fail_at_start_up(pytester, tmp_path, args, message):
+    result = run_claims(pytester, tmp_path / "cache", tmp_path / "report", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in "\n".join(result.errlines + result.outlines)
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "report").exists()
+
+
+def test_verdicts():
+    assert check_verdict(">", 0.45, 0.5, (0.47, 0.53)) == REPLICATED
+    assert check_verdict(">", 0.45, 0.5, (0.44, 0.53)) == INCONCLUSIVE
+    assert check_verdict(">", 0.45, 0.3, (0.2, 0.4)) == NOT_REPLICATED
+    assert check_verdict("<", 10.0, 9.4, (8.0, 9.9)) == REPLICATED
+    assert check_verdict("<", 10.0, float("nan"), (8.0, 9.9)) == INCONCLUSIVE
+    assert combine([REPLICATED, INCONCLUSIVE]) == INCONCLUSIVE
+    assert combine([INCONCLUSIVE, NOT_REPLICATED, REPLICATED]) == NOT_REPLICATED
+
+
+def test_paper_windows_map_by_fraction_of_the_run():
+    assert EARLY.fractions("moe") == pytest.approx((10_000 / 1_200_000, 70_000 / 1_200_000))
+    steps = [3, 6, 9, 12, 15, 25, 50, 75, 100, 150, 225, 300]  # the default preset
+    assert select(steps, 300, EARLY, "moe") == [3, 6, 9, 12, 15]  # 0.8%..5.8% of 300 steps
+    assert select(steps, 300, EARLY, "dense") == [6, 9, 12, 15, 25]  # 1.7%..11.7%
+    assert select(steps, 300, LATE, "moe") == [25, 50, 75, 100, 150]  # 8.3%..50%
+    assert nearest(steps, 300, 200_000, "moe") == 50 and nearest(steps, 300, -1, "dense") == 300
+    assert select([10_000, 20_000, 70_000, 100_000], 1_200_000, Window("x", 10_000, 70_000), "moe") == [10_000, 20_000, 70_000]
