@@ -132,6 +132,8 @@ class ClaimsReporter:
         self.claims[test_id] = props
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
+            if reporter._tw.width_of_current_line:  # after -q progress characters
+                reporter._tw.line()
             reporter.write_line(f"claim {test_id}: {props['verdict']}: {props['measured']}")
 
     def pytest_terminal_summary(self, terminalreporter, exitstatus: int, config: pytest.Config) -> None:

@@ -67,7 +67,7 @@ def test_offline_missing_revisions_are_named_with_the_download_command(tmp_path)
     cached_refs.parent.mkdir(parents=True)
     cached_refs.write_text(json.dumps({"repo": REPO, "branches": REFS}))
     assert list_branches(REPO, tmp_path / "cache", offline=True) == REFS
-    with pytest.raises(RevisionError, match=r"lacks 1 revision\(s\): step20000-tokens83B.*hf download allenai/OLMoE-1B-7B-0924 --revision step20000-tokens83B"):
+    with pytest.raises(RevisionError, match=r"(?s)lacks 1 revision\(s\): step20000-tokens83B.*hf download allenai/OLMoE-1B-7B-0924 --revision step20000-tokens83B"):
         hub_series("moe", steps=[10_000, 20_000], cache_dir=tmp_path / "cache", hub_cache=tmp_path / "hub", offline=True)
 
 
