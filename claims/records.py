@@ -177,9 +177,21 @@ class RecordStore:
         return record
 
     def save(self, key: str, record: dict) -> None:
+        """Write the record atomically, and log its checksum and writer in `computed.log`."""
         buffer = io.BytesIO()
         torch.save(record, buffer)
-        atomic_write_bytes(self.path(key), buffer.getvalue())
+        data = buffer.getvalue()
+        atomic_write_bytes(self.path(key), data)
+        log = self.directory / "computed.log"
+        with FileLock(str(log) + ".lock"), open(log, "a") as f:
+            f.write(f"{key}\t{hashlib.sha256(data).hexdigest()}\t{os.environ.get('PYTEST_XDIST_WORKER', 'main')}\t{os.getpid()}\n")
+
+    def computed_log(self) -> list[tuple[str, str, str]]:
+        """(key, sha256, worker) of every record written to this store, oldest first."""
+        log = self.directory / "computed.log"
+        if not log.exists():
+            return []
+        return [tuple(line.split("\t")[:3]) for line in log.read_text().splitlines() if line]
 
     def ensure(
         self,

@@ -84,7 +84,7 @@ def markdown(results: Sequence[ClaimResult], context: dict) -> str:
 
 def _save_figure(fig, path: Path) -> None:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
 
@@ -92,7 +92,7 @@ def _save_figure(fig, path: Path) -> None:
 def figures(measurements: dict[str, SeriesMeasurements], out: Path) -> list[Path]:
     """Figures 1-5 of the paper, for the measured series."""
     written = []
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
     for ax, kind in zip(axes, ("ffn", "attn")):
         for family, m in measurements.items():
             t = getattr(m, f"jstab_{kind}")
@@ -103,7 +103,7 @@ def figures(measurements: dict[str, SeriesMeasurements], out: Path) -> list[Path
     _save_figure(fig, out / "fig1_jstab.png")
     written.append(out / "fig1_jstab.png")
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
     for ax, kind in zip(axes, ("ffn", "attn")):
         for family, m in measurements.items():
             profile = m.profile_ffn if kind == "ffn" else m.profile_attn
@@ -113,7 +113,7 @@ def figures(measurements: dict[str, SeriesMeasurements], out: Path) -> list[Path
     _save_figure(fig, out / "fig2_layer_trajectories.png")
     written.append(out / "fig2_layer_trajectories.png")
 
-    fig, axes = plt.subplots(len(measurements), 2, figsize=(11, 3.4 * len(measurements)), squeeze=False)
+    fig, axes = plt.subplots(len(measurements), 2, figsize=(11, 3.4 * len(measurements)), squeeze=False, layout="constrained")
     for row, (family, m) in enumerate(measurements.items()):
         early, late = m.steps[len(m.steps) // 3], m.steps[-1]
         for col, kind in enumerate(("ffn", "attn")):
@@ -126,7 +126,7 @@ def figures(measurements: dict[str, SeriesMeasurements], out: Path) -> list[Path
     _save_figure(fig, out / "fig3_4_layer_profiles.png")
     written.append(out / "fig3_4_layer_profiles.png")
 
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6), layout="constrained")
     for ax, ablation in zip(axes, ("top1-head", "top10-heads", "top1pct-ffn")):
         for family, m in measurements.items():
             t = m.drops[ablation]

@@ -1,0 +1,76 @@
+"""The record store: cache keying, incompatible entries, and exactly-once computation across processes."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import multiprocessing
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import lpi_core
+from claims import records
+from claims.records import Data, RecordStore, RunOptions, record_key
+from fixtures.series import Checkpoint
+
+DATA = Data(["The capital of France is the city of"], ["Paris"])
+OPTIONS = RunOptions(examples=1)
+CHECKPOINTS = [Checkpoint(step=s, source="/models/x", revision=None) for s in (1, 2, 3, 4)]
+
+
+def fake_record(checkpoint, data, options) -> dict:
+    time.sleep(0.2)
+    return {"ffn": torch.full((2, 3), float(checkpoint.step)), "meta": {"format": records.RECORD_FORMAT, "step": checkpoint.step}}
+
+
+def test_key_changes_with_data_options_revision_and_code(monkeypatch):
+    key = record_key(CHECKPOINTS[0], DATA, OPTIONS)
+    assert key == record_key(CHECKPOINTS[0], Data(list(DATA.prompts), list(DATA.answers)), RunOptions(examples=1))
+    others = {
+        record_key(CHECKPOINTS[0], Data(DATA.prompts, ["Lyon"]), OPTIONS),
+        record_key(CHECKPOINTS[0], DATA, dataclasses.replace(OPTIONS, rank_by="absolute")),
+        record_key(CHECKPOINTS[0], DATA, dataclasses.replace(OPTIONS, dtype="bfloat16")),
+        record_key(dataclasses.replace(CHECKPOINTS[0], revision="step2000-tokens8B"), DATA, OPTIONS),
+        record_key(dataclasses.replace(CHECKPOINTS[0], source="/models/y"), DATA, OPTIONS),
+    }
+    monkeypatch.setattr(lpi_core, "__version__", "9.9.9")
+    others.add(record_key(CHECKPOINTS[0], DATA, OPTIONS))
+    assert len(others) == 6 and key not in others
+
+
+def test_incompatible_or_damaged_entries_are_recomputed(tmp_path):
+    store = RecordStore(tmp_path)
+    key = record_key(CHECKPOINTS[0], DATA, OPTIONS)
+    store.path(key).write_bytes(b"not a torch file")
+    calls = []
+    compute = lambda c, d, o: calls.append(c.step) or fake_record(c, d, o)  # noqa: E731
+    assert store.ensure(CHECKPOINTS[:1], DATA, OPTIONS, compute=compute)[1]["ffn"][0, 0] == 1.0
+    old = {"ffn": torch.zeros(1), "meta": {"format": records.RECORD_FORMAT - 1}}
+    torch.save(old, store.path(key))
+    store.ensure(CHECKPOINTS[:1], DATA, OPTIONS, compute=compute)
+    assert calls == [1, 1]
+    store.ensure(CHECKPOINTS[:1], DATA, OPTIONS, compute=compute)
+    assert calls == [1, 1]  # a valid entry is read, not recomputed
+
+
+def _worker(cache: str, rotate: int) -> None:
+    RecordStore(Path(cache)).ensure(CHECKPOINTS, DATA, OPTIONS, compute=fake_record, rotate=rotate, poll_seconds=0.05)
+
+
+def test_concurrent_workers_compute_each_checkpoint_once(tmp_path):
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_worker, args=(str(tmp_path), i)) for i in range(3)]
+    for p in processes:
+        p.start()
+    for p in processes:
+        p.join(60)
+        assert p.exitcode == 0
+    store = RecordStore(tmp_path)
+    log = store.computed_log()
+    keys = [record_key(c, DATA, OPTIONS) for c in CHECKPOINTS]
+    assert sorted(k for k, _, _ in log) == sorted(keys)  # each exactly once
+    for key, digest, _ in log:
+        assert hashlib.sha256(store.path(key).read_bytes()).hexdigest() == digest
+    assert len({pid for *_, pid in (line.split("\t") for line in (tmp_path / "records" / "computed.log").read_text().splitlines())}) >= 2
