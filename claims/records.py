@@ -65,6 +65,7 @@ class Data:
 
 def record_key(checkpoint: Checkpoint, data: Data, options: RunOptions) -> str:
     identity = {
+        "step": checkpoint.step,
         "source": checkpoint.source,
         "revision": checkpoint.revision,
         "data": data.digest,

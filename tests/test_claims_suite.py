@@ -121,3 +121,17 @@ def test_paper_windows_map_by_fraction_of_the_run():
     assert select(steps, 300, LATE, "moe") == [25, 50, 75, 100, 150]  # 8.3%..50%
     assert nearest(steps, 300, 200_000, "moe") == 50 and nearest(steps, 300, -1, "dense") == 300
     assert select([10_000, 20_000, 70_000, 100_000], 1_200_000, Window("x", 10_000, 70_000), "moe") == [10_000, 20_000, 70_000]
+
+
+def test_report_command_rebuilds_the_report_from_the_cache_alone(first_run, tmp_path, capsys):
+    from claims.report import main
+
+    _, cache, report = first_run
+    args = ["report", "--preset", "smoke", "--cache-dir", str(cache), "--examples", "120", "--bootstrap", "20"]
+    assert main([*args, "--report-dir", str(tmp_path / "again")]) == 0
+    ran = json.loads((report / "claims.json").read_text())["claims"]
+    again = json.loads((tmp_path / "again" / "claims.json").read_text())["claims"]
+    assert again == ran
+    assert "ffn-concentration" in capsys.readouterr().out
+    assert main([*args[:-2], "--bootstrap", "30", "--report-dir", str(tmp_path / "x")]) == 2  # other options: no records
+    assert "has no records for steps" in capsys.readouterr().err

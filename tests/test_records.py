@@ -17,7 +17,7 @@ from fixtures.series import Checkpoint
 
 DATA = Data(["The capital of France is the city of"], ["Paris"])
 OPTIONS = RunOptions(examples=1)
-CHECKPOINTS = [Checkpoint(step=s, source="/models/x", revision=None) for s in (1, 2, 3, 4)]
+CHECKPOINTS = [Checkpoint(step=s, source=f"/models/x/step{s}") for s in (1, 2, 3, 4)]
 
 
 def fake_record(checkpoint, data, options) -> dict:
@@ -34,10 +34,11 @@ def test_key_changes_with_data_options_revision_and_code(monkeypatch):
         record_key(CHECKPOINTS[0], DATA, dataclasses.replace(OPTIONS, dtype="bfloat16")),
         record_key(dataclasses.replace(CHECKPOINTS[0], revision="step2000-tokens8B"), DATA, OPTIONS),
         record_key(dataclasses.replace(CHECKPOINTS[0], source="/models/y"), DATA, OPTIONS),
+        record_key(dataclasses.replace(CHECKPOINTS[0], step=5), DATA, OPTIONS),
     }
     monkeypatch.setattr(lpi_core, "__version__", "9.9.9")
     others.add(record_key(CHECKPOINTS[0], DATA, OPTIONS))
-    assert len(others) == 6 and key not in others
+    assert len(others) == 7 and key not in others
 
 
 def test_incompatible_or_damaged_entries_are_recomputed(tmp_path):
