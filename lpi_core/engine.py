@@ -19,9 +19,6 @@ from .lpi import DEFAULT_MAX_ELEMENTS, log_prob_increase, neuron_lpi
 from .projection import FrozenProjection
 from .tokenization import TargetTokenError, encode_prompts, target_token_ids
 
-SHARED = "shared"
-
-
 @dataclass
 class Attribution:
     """Gated-LPI scores; with `reduce="none"` every score tensor has a leading examples dimension."""

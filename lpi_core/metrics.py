@@ -5,7 +5,7 @@ checkpoint (FFN neurons across all layers and experts, or attention neurons acro
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -69,11 +69,6 @@ def sigma_rel(profiles: Sequence[torch.Tensor]) -> float:
 def ablation_drop(hit_before: float, hit_after: float) -> float:
     """100 · (HIT@10 before - after) / before."""
     return 100.0 * (hit_before - hit_after) / hit_before if hit_before > 0 else float("nan")
-
-
-def consecutive(values: Sequence, metric: Callable) -> list[float]:
-    """`metric` over each consecutive pair of a series."""
-    return [metric(a, b) for a, b in zip(values[:-1], values[1:])]
 
 
 def bootstrap_interval(replicates: Sequence[float], level: float = 0.95) -> tuple[float, float]:

@@ -7,7 +7,6 @@ import multiprocessing
 import time
 from pathlib import Path
 
-import pytest
 import torch
 
 import lpi_core
