@@ -139,16 +139,14 @@ class ClaimsReporter:
     def pytest_terminal_summary(self, terminalreporter, exitstatus: int, config: pytest.Config) -> None:
         if not self.claims:
             return
-        from claims.report import build_report, series_measurements
+        from claims.report import build_report, series_measurements, table
 
         suite = config.stash[SUITE]
         families = sorted({p["family"] for p in self.claims.values()})
         measured, info = {}, {}
         for family in families:
-            measured[family], info[family], _ = series_measurements(suite, family, compute=False)
+            measured[family], info[family] = series_measurements(suite, family, compute=False)
         results, out = build_report(suite, measured, info, claim_ids=set(self.claims))
-        from claims.report import table
-
         terminalreporter.section("lpi-claims: claims vs measured")
         terminalreporter.write_line(table(results))
         terminalreporter.write_line(f"report: {out}/claims.md, {out}/claims.json, figures in {out}/")

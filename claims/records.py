@@ -160,7 +160,6 @@ class RecordStore:
     def __init__(self, cache_dir: Path) -> None:
         self.directory = Path(cache_dir) / "records"
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.computed: list[str] = []  # keys this process computed (for tests and logs)
 
     def path(self, key: str) -> Path:
         return self.directory / f"{key}.pt"
@@ -225,7 +224,6 @@ class RecordStore:
                         if record is None:
                             record = compute(checkpoint, data, options)
                             self.save(key, record)
-                            self.computed.append(key)
                     finally:
                         lock.release()
                 records[checkpoint.step] = record

@@ -188,7 +188,7 @@ def trajectories(m: SeriesMeasurements) -> dict:
     }
 
 
-def series_measurements(config: SuiteConfig, family: str, compute: bool, rotate: int = 0) -> tuple[SeriesMeasurements, dict, list[str]]:
+def series_measurements(config: SuiteConfig, family: str, compute: bool, rotate: int = 0) -> tuple[SeriesMeasurements, dict]:
     """Measure one family's series from the record store; `compute=False` reads the cache alone."""
     series = config.series(family, build=compute)
     data, options = config.data(), config.run_options()
@@ -213,7 +213,7 @@ def series_measurements(config: SuiteConfig, family: str, compute: bool, rotate:
             for s, r in sorted(records.items())
         ],
     }
-    return measure_series(family, series.name, series.total_steps, records), info, store.computed
+    return measure_series(family, series.name, series.total_steps, records), info
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -240,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         measured, info = {}, {}
         for family in args.family or FAMILIES:
-            measured[family], info[family], _ = series_measurements(config, family, compute=False)
+            measured[family], info[family] = series_measurements(config, family, compute=False)
     except (ValueError, FileNotFoundError) as err:
         print(f"lpi-claims report: {err}", file=sys.stderr)
         return 2
