@@ -10,6 +10,7 @@ import os
 
 import pytest
 
+from claims.evaluate import NOT_MEASURED
 from claims.suite import SuiteConfig, SuiteOptionError
 
 SUITE = pytest.StashKey[SuiteConfig]()
@@ -123,13 +124,17 @@ class ClaimsReporter:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.claims: dict[str, dict] = {}
+        self.not_measured: dict[str, str] = {}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         props = dict(report.user_properties)
         if report.when != "call" or "claim" not in props:
             return
         test_id = f"{props['claim']}[{props['family']}]"
-        self.claims[test_id] = props
+        if props["verdict"] == NOT_MEASURED:
+            self.not_measured[test_id] = props["measured"]
+        else:
+            self.claims[test_id] = props
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             if reporter._tw.width_of_current_line:  # after -q progress characters
@@ -137,7 +142,7 @@ class ClaimsReporter:
             reporter.write_line(f"claim {test_id}: {props['verdict']}: {props['measured']}")
 
     def pytest_terminal_summary(self, terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-        if not self.claims:
+        if not self.claims and not self.not_measured:
             return
         from claims.report import build_report, series_measurements, table
 
@@ -146,7 +151,9 @@ class ClaimsReporter:
         measured, info = {}, {}
         for family in families:
             measured[family], info[family] = series_measurements(suite, family, compute=False)
-        results, out = build_report(suite, measured, info, claim_ids=set(self.claims))
+        results, out = build_report(suite, measured, info, claim_ids=set(self.claims), not_measured=self.not_measured)
         terminalreporter.section("lpi-claims: claims vs measured")
         terminalreporter.write_line(table(results))
+        for test_id, reason in self.not_measured.items():
+            terminalreporter.write_line(f"{test_id}: {NOT_MEASURED}: {reason}")
         terminalreporter.write_line(f"report: {out}/claims.md, {out}/claims.json, figures in {out}/")

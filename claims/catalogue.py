@@ -7,6 +7,8 @@ dense < 14.25%). Shape claims test differences (a dip, then a climb) against 0.
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Callable
 
@@ -27,6 +29,8 @@ class Check:
     unit: str = ""  # shown after the value otherwise
 
     def format(self, value: float) -> str:
+        if not math.isfinite(value):
+            return "undefined"
         return f"{100 * value:.1f}%" if self.percent else f"{value:.3g}{self.unit}"
 
 

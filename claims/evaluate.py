@@ -10,6 +10,7 @@ from .catalogue import CLAIMS, Check, Claim
 from .measure import SeriesMeasurements
 
 REPLICATED, NOT_REPLICATED, INCONCLUSIVE = "replicated", "not replicated", "inconclusive"
+NOT_MEASURED = "not measured"  # the checkpoints' scores could not be computed (e.g. non-finite)
 MIN_TOP_UNITS = {"attn": 20, "ffn": 50}  # SPEC: top-1% sets smaller than this are not comparable
 
 
@@ -84,9 +85,25 @@ def sizing_notes(claim: Claim, m: SeriesMeasurements) -> list[str]:
     return notes
 
 
+def undefined_notes(checks: list[CheckResult]) -> list[str]:
+    notes = []
+    for c in checks:
+        if math.isfinite(c.value):
+            continue
+        if len(c.steps) < 2:
+            notes.append(f"{c.label} is undefined: fewer than two of this series' checkpoints fall in the paper's window")
+        else:
+            notes.append(
+                f"{c.label} is undefined on checkpoints {c.steps} (a drop from a HIT@10 of 0, a layer profile "
+                "without variance, or no positive gain)"
+            )
+    return notes
+
+
 def evaluate(claim: Claim, m: SeriesMeasurements) -> ClaimResult:
     checks = [_evaluate_check(check, m) for check in claim.checks[m.family]]
-    return ClaimResult(claim.id, claim.finding, m.family, m.name, checks, combine([c.verdict for c in checks]), sizing_notes(claim, m))
+    notes = sizing_notes(claim, m) + undefined_notes(checks)
+    return ClaimResult(claim.id, claim.finding, m.family, m.name, checks, combine([c.verdict for c in checks]), notes)
 
 
 def claim_by_id(claim_id: str) -> Claim:

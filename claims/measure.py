@@ -112,11 +112,11 @@ def measure_series(family: str, name: str, total_steps: int, records: dict[int, 
 
     hits = [r["hits"] for r in recs]
     n = hits[0]["base"].numel()
-    weights = resample_weights(n, reps).numpy() / n
+    counts = resample_weights(n, reps).numpy()
 
     def hit_rate(name: str) -> tuple[np.ndarray, np.ndarray]:
         matrix = np.stack([h[name].numpy().astype(float) for h in hits], 1)  # [examples, checkpoints]
-        return matrix.mean(0), weights @ matrix
+        return matrix.mean(0), (counts @ matrix) / n  # sums of integers: exact in any order
 
     base, base_reps = hit_rate("base")
     drops = {}

@@ -9,6 +9,7 @@ comes back to it, so `-n N` workers spread over a series.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -22,13 +23,13 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 import transformers
-from filelock import FileLock, Timeout
 
 import lpi_core
 from fixtures.series import Checkpoint
-from lpi_core import attribute, hits_at_k
-from lpi_core.atomic import atomic_write_bytes
-from lpi_core.metrics import resample_weights
+from lpi_core import Attribution, LanguageModel, attribute, hits_at_k
+from lpi_core.atomic import TMP_PREFIX, atomic_write_bytes
+from lpi_core.locks import Timeout, exclusive
+from lpi_core.metrics import resample_weights, resampled_means
 
 RECORD_FORMAT = 1
 ABLATIONS = ("top1-head", "top10-heads", "top1pct-ffn")
@@ -63,6 +64,16 @@ class Data:
         return hashlib.sha256(json.dumps([self.prompts, self.answers]).encode()).hexdigest()
 
 
+@functools.cache
+def code_version() -> str:
+    """lpi_core's version and a digest of the code a record depends on: lpi_core and this module."""
+    package = Path(lpi_core.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")) + [Path(__file__)]:
+        digest.update(path.name.encode() + path.read_bytes())
+    return f"{lpi_core.__version__}+{digest.hexdigest()[:12]}"
+
+
 def record_key(checkpoint: Checkpoint, data: Data, options: RunOptions) -> str:
     identity = {
         "step": checkpoint.step,
@@ -70,7 +81,7 @@ def record_key(checkpoint: Checkpoint, data: Data, options: RunOptions) -> str:
         "revision": checkpoint.revision,
         "data": data.digest,
         "options": asdict(options),
-        "lpi_core": lpi_core.__version__,
+        "code": code_version(),
         "format": RECORD_FORMAT,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
@@ -80,10 +91,25 @@ def _ranked(scores: torch.Tensor, rank_by: str) -> torch.Tensor:
     return (scores.abs() if rank_by == "absolute" else scores).reshape(-1).argsort(descending=True)
 
 
-def _check_finite(name: str, scores: torch.Tensor, where: str) -> None:
-    if scores is not None and not torch.isfinite(scores).all():
-        bad = (~torch.isfinite(scores)).reshape(scores.shape[0], scores.shape[1], -1).any(-1).any(0).nonzero().flatten().tolist()
-        raise NonFiniteScoresError(f"{where}: non-finite {name} scores in layer(s) {bad}; the checkpoint or dtype is broken")
+def check_finite(att: Attribution, lm: LanguageModel, where: str) -> None:
+    """Raise NonFiniteScoresError, naming the layers and the cause, if any score is NaN or infinite."""
+    bad: dict[str, list[str]] = {}  # layers -> the kinds of scores that are non-finite there
+    for name in ("ffn", "shared_ffn", "attn", "heads", "ffn_layer", "attn_layer"):
+        scores = getattr(att, name)
+        if scores is not None:
+            finite = torch.isfinite(scores).reshape(scores.shape[0], scores.shape[1], -1).all(-1).all(0)  # [layers]
+            if not finite.all():
+                bad.setdefault(str((~finite).nonzero().flatten().tolist()), []).append(name)
+    if not bad:
+        return
+    weights = [name for name, p in lm.model.named_parameters() if not torch.isfinite(p).all()]
+    if weights:
+        cause = f"the checkpoint's weights hold non-finite values ({', '.join(weights[:3])}): re-download or re-save it"
+    else:
+        cause = f"its weights are finite, so its {lm.dtype} activations overflowed"
+        cause += "" if lm.dtype == torch.float32 else ": run it in float32"
+    detail = "; ".join(f"{', '.join(names)} in layers {layers}" for layers, names in bad.items())
+    raise NonFiniteScoresError(f"{where}: non-finite Gated-LPI scores ({detail}); {cause}")
 
 
 def compute_record(checkpoint: Checkpoint, data: Data, options: RunOptions, progress: bool = True) -> dict:
@@ -92,14 +118,9 @@ def compute_record(checkpoint: Checkpoint, data: Data, options: RunOptions, prog
     lm = checkpoint.load(device=options.device, dtype=options.torch_dtype())
     where = f"{checkpoint.source}@{checkpoint.revision or checkpoint.step}"
     att = attribute(lm, data.prompts, targets=data.answers, reduce="none", batch_size=options.batch_size, progress=progress)
-    for name in ("ffn", "attn", "heads", "ffn_layer", "attn_layer"):
-        _check_finite(name, getattr(att, name), where)
+    check_finite(att, lm, where)
     n = len(data.prompts)
-    weights = resample_weights(n, options.bootstrap) / n
-
-    def boot(per_example: torch.Tensor) -> torch.Tensor:
-        return (weights @ per_example.reshape(n, -1)).reshape(options.bootstrap, *per_example.shape[1:])
-
+    counts = resample_weights(n, options.bootstrap)
     mean = att.mean()
     layers, heads = mean.heads.shape
     head_order = _ranked(mean.heads, options.rank_by)
@@ -122,10 +143,10 @@ def compute_record(checkpoint: Checkpoint, data: Data, options: RunOptions, prog
         "heads": mean.heads,
         "ffn_layer": mean.ffn_layer,
         "attn_layer": mean.attn_layer,
-        "boot_ffn": boot(att.ffn.reshape(n, layers, -1)),
-        "boot_attn": boot(att.attn.reshape(n, layers, -1)),
-        "boot_ffn_layer": boot(att.ffn_layer),
-        "boot_attn_layer": boot(att.attn_layer),
+        "boot_ffn": resampled_means(att.ffn.reshape(n, layers, -1), counts),
+        "boot_attn": resampled_means(att.attn.reshape(n, layers, -1), counts),
+        "boot_ffn_layer": resampled_means(att.ffn_layer, counts),
+        "boot_attn_layer": resampled_means(att.attn_layer, counts),
         "hits": {k: v.to(torch.bool) for k, v in hits.items()},
         "target_ids": att.target_ids,
         "meta": {
@@ -146,7 +167,7 @@ def compute_record(checkpoint: Checkpoint, data: Data, options: RunOptions, prog
 
 def versions() -> dict[str, str]:
     return {
-        "lpi_core": lpi_core.__version__,
+        "code": code_version(),
         "torch": str(torch.__version__),
         "transformers": transformers.__version__,
         "numpy": np.__version__,
@@ -183,7 +204,7 @@ class RecordStore:
         data = buffer.getvalue()
         atomic_write_bytes(self.path(key), data)
         log = self.directory / "computed.log"
-        with FileLock(str(log) + ".lock"), open(log, "a") as f:
+        with exclusive(str(log) + ".lock"), open(log, "a") as f:
             f.write(f"{key}\t{hashlib.sha256(data).hexdigest()}\t{os.environ.get('PYTEST_XDIST_WORKER', 'main')}\t{os.getpid()}\n")
 
     def computed_log(self) -> list[tuple[str, str, str]]:
@@ -214,18 +235,16 @@ class RecordStore:
                 key = record_key(checkpoint, data, options)
                 record = self.load(key)
                 if record is None:
-                    lock = FileLock(str(self.path(key)) + ".lock")
                     try:
-                        lock.acquire(timeout=0)
+                        with exclusive(str(self.path(key)) + ".lock", timeout=0):
+                            record = self.load(key)
+                            if record is None:
+                                for leftover in self.directory.glob(f"{TMP_PREFIX}{key}.pt-*"):
+                                    leftover.unlink()  # an interrupted write of this record
+                                record = compute(checkpoint, data, options)
+                                self.save(key, record)
                     except Timeout:
                         continue  # another worker computes it; come back later
-                    try:
-                        record = self.load(key)
-                        if record is None:
-                            record = compute(checkpoint, data, options)
-                            self.save(key, record)
-                    finally:
-                        lock.release()
                 records[checkpoint.step] = record
                 pending.remove(checkpoint)
                 progressed = True

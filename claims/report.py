@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import math
 import sys
 import time
 from dataclasses import asdict
@@ -67,6 +68,12 @@ def markdown(results: Sequence[ClaimResult], context: dict) -> str:
         "",
     ]
     lines += [f"- {r.test_id}: {n}" for r in results for n in r.notes] or ["- none"]
+    if context["not_measured"]:
+        lines += ["", "## Not measured", ""]
+        by_reason: dict[str, list[str]] = {}
+        for test_id, reason in sorted(context["not_measured"].items()):
+            by_reason.setdefault(reason, []).append(test_id)
+        lines += [f"- {', '.join(ids)}: {reason}" for reason, ids in by_reason.items()]
     if config["suite"] == "miniature":
         lines += [f"- {CONFOUND_NOTE}"]
     lines += ["", "## Models and revisions", ""]
@@ -142,8 +149,10 @@ def build_report(
     measurements: dict[str, SeriesMeasurements],
     series_info: dict[str, dict],
     claim_ids: set[str] | None = None,
+    not_measured: dict[str, str] | None = None,
 ) -> tuple[list[ClaimResult], Path]:
-    """Evaluate the claims (all, or the test ids in `claim_ids`) and write the report files."""
+    """Evaluate the claims (all, or the test ids in `claim_ids`) and write the report files;
+    `not_measured` maps the test ids that have no measurement to the reason."""
     results = [
         evaluate(claim, measurements[family])
         for claim in CLAIMS
@@ -156,6 +165,7 @@ def build_report(
         "windows": {f: {w.name: m.window(w) for w in WINDOWS} for f, m in measurements.items()},
         "versions": versions(),
         "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "not_measured": not_measured or {},
     }
     out = Path(config.report_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -165,9 +175,21 @@ def build_report(
         "claims": [asdict(r) for r in results],
         "trajectories": {f: trajectories(m) for f, m in measurements.items()},
     }
-    atomic_write_json(out / "claims.json", payload)
-    figures(measurements, out)
+    atomic_write_json(out / "claims.json", finite_or_null(payload))
+    if measurements:
+        figures(measurements, out)
     return results, out
+
+
+def finite_or_null(value):
+    """`value` with every NaN or infinite float replaced by None (null in JSON: undefined, not a number)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(v) for v in value]
+    return value
 
 
 def trajectories(m: SeriesMeasurements) -> dict:

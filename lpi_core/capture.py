@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .loading import LanguageModel
+from .memory import release_cached_memory
 from .tokenization import pad_right
 
 
@@ -40,8 +41,8 @@ def _first_arg(args: tuple, kwargs: dict) -> torch.Tensor:
 
 
 @contextmanager
-def _recording_hooks(lm: LanguageModel, record: dict[str, list], last: list[torch.Tensor]) -> Iterator[None]:
-    """Register the hooks; each appends its tensor at the current batch's last positions."""
+def _recording_hooks(lm: LanguageModel, batch: dict[str, dict], last: list[torch.Tensor]) -> Iterator[None]:
+    """Register the hooks; each keeps its tensor at the current batch's last positions in `batch`."""
     adapter = lm.adapter
 
     def at_last(x: torch.Tensor) -> torch.Tensor:
@@ -49,7 +50,7 @@ def _recording_hooks(lm: LanguageModel, record: dict[str, list], last: list[torc
         return x[rows, last[0]].detach().float().cpu()
 
     def keep(key: str, layer: int, value: torch.Tensor) -> None:
-        record.setdefault(key, {}).setdefault(layer, []).append(at_last(value))
+        batch.setdefault(key, {})[layer] = at_last(value)
 
     handles = []
     for l in range(adapter.num_layers):
@@ -91,18 +92,46 @@ def last_position_logits(
     encoded: Sequence[Sequence[int]],
     batch_size: int = 16,
     before_batch: Callable[[torch.Tensor], None] | None = None,
+    after_batch: Callable[[], None] | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
-    """Forward the prompts in right-padded batches; the next-token logits at each last position, [N, V]."""
+    """Forward the prompts in right-padded batches; the next-token logits at each last position, [N, V].
+
+    `before_batch(last_positions)` and `after_batch()` frame each forward pass that succeeds; a
+    batch that runs out of GPU memory is split in two and retried.
+    """
     logits = []
     batches = range(0, len(encoded), batch_size)
     for start in tqdm(batches, desc="forward", disable=not progress, leave=False):
-        ids, mask, last = pad_right(encoded[start : start + batch_size], lm.device)
+        logits.append(_forward(lm, encoded[start : start + batch_size], before_batch, after_batch))
+    return torch.cat(logits)
+
+
+def _forward(
+    lm: LanguageModel,
+    prompts: Sequence[Sequence[int]],
+    before_batch: Callable[[torch.Tensor], None] | None,
+    after_batch: Callable[[], None] | None,
+) -> torch.Tensor:
+    try:
+        ids, mask, last = pad_right(prompts, lm.device)
         if before_batch is not None:
             before_batch(last)
         out = lm.model(input_ids=ids, attention_mask=mask, use_cache=False)
-        logits.append(out.logits[torch.arange(ids.shape[0], device=ids.device), last].float().cpu())
-    return torch.cat(logits)
+        logits = out.logits[torch.arange(ids.shape[0], device=ids.device), last].float().cpu()
+    except torch.cuda.OutOfMemoryError as err:
+        if len(prompts) == 1:
+            raise torch.cuda.OutOfMemoryError(
+                f"the forward pass of a single {len(prompts[0])}-token prompt is out of GPU memory; free the GPU or run on the CPU"
+            ) from err
+        logits = None
+    if logits is None:  # split outside the handler, so that the failed pass's tensors are freed
+        release_cached_memory()
+        half = len(prompts) // 2
+        return torch.cat([_forward(lm, prompts[:half], before_batch, after_batch), _forward(lm, prompts[half:], before_batch, after_batch)])
+    if after_batch is not None:
+        after_batch()
+    return logits
 
 
 def capture_last_position(
@@ -110,9 +139,20 @@ def capture_last_position(
 ) -> LastPositionCapture:
     """Run `encoded` prompts through the model and keep the last-position internals of every layer."""
     record: dict[str, dict[int, list[torch.Tensor]]] = {}
+    batch: dict[str, dict[int, torch.Tensor]] = {}
     last: list[torch.Tensor] = [torch.empty(0)]
-    with _recording_hooks(lm, record, last):
-        logits = last_position_logits(lm, encoded, batch_size, before_batch=lambda pos: last.__setitem__(0, pos), progress=progress)
+
+    def before_batch(positions: torch.Tensor) -> None:
+        batch.clear()
+        last[0] = positions
+
+    def after_batch() -> None:
+        for key, layers in batch.items():
+            for layer, value in layers.items():
+                record.setdefault(key, {}).setdefault(layer, []).append(value)
+
+    with _recording_hooks(lm, batch, last):
+        logits = last_position_logits(lm, encoded, batch_size, before_batch, after_batch, progress=progress)
 
     def stacked(key: str) -> torch.Tensor | None:
         if key not in record:

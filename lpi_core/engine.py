@@ -15,7 +15,8 @@ from tqdm.auto import tqdm
 from .adapters import Adapter
 from .capture import LastPositionCapture, capture_last_position
 from .loading import LanguageModel
-from .lpi import DEFAULT_MAX_ELEMENTS, log_prob_increase, neuron_lpi
+from .lpi import log_prob_increase, neuron_lpi
+from .memory import MIN_ELEMENTS, chunk_elements, halving_on_oom
 from .projection import FrozenProjection
 from .tokenization import TargetTokenError, encode_prompts, target_token_ids
 
@@ -57,7 +58,7 @@ def attribute(
     target_ids: Sequence[int] | torch.Tensor | None = None,
     reduce: Literal["mean", "none"] = "mean",
     batch_size: int = 16,
-    max_elements: int = DEFAULT_MAX_ELEMENTS,
+    max_elements: int | None = None,
     progress: bool = False,
 ) -> Attribution:
     """Exact Gated-LPI scores of every unit of `lm` for the prompts' targets.
@@ -91,55 +92,69 @@ def score_capture(
     adapter: Adapter,
     captured: LastPositionCapture,
     target_ids: torch.Tensor,
-    max_elements: int = DEFAULT_MAX_ELEMENTS,
+    max_elements: int | None = None,
     progress: bool = False,
 ) -> Attribution:
-    """Per-example exact scores of every unit, from one capture (see module docstring)."""
+    """Per-example exact scores of every unit, from one capture (see module docstring).
+
+    `max_elements` bounds each temporary (default: from the device's free memory); a layer that
+    runs out of GPU memory is redone with smaller chunks.
+    """
     device = adapter.unembedding.device
     proj = FrozenProjection.from_final_residual(adapter, captured.final_residual.to(device))
     w = target_ids.to(device)
-    n, layers = captured.layer_input.shape[:2]
-    heads, head_dim = adapter.num_heads, adapter.head_dim
-    ffn = torch.zeros(n, layers, adapter.num_experts, adapter.ffn_dim)
-    shared = None if adapter.shared_ffn_dim is None else torch.zeros(n, layers, adapter.shared_ffn_dim)
-    attn = torch.zeros(n, layers, heads, head_dim)
-    head_scores = torch.zeros(n, layers, heads)
-    ffn_layer = torch.zeros(n, layers)
-    attn_layer = torch.zeros(n, layers)
-
-    for l in tqdm(range(layers), desc="attribute", disable=not progress, leave=False):
-        x_in = captured.layer_input[:, l].to(device)
-        attn_out = captured.attn_output[:, l].to(device)
-        z_attn = proj.logits(x_in)
-        z_ffn = proj.logits(x_in + attn_out)
-        attn_layer[:, l] = log_prob_increase(z_attn, proj.logits(attn_out), w).cpu()
-        ffn_layer[:, l] = log_prob_increase(z_ffn, proj.logits(captured.ffn_output[:, l].to(device)), w).cpu()
-
-        w_o = adapter.o_proj(l).weight.detach().float()  # [hidden, heads * head_dim]
-        values = captured.head_values[:, l].to(device)  # [N, heads * head_dim]
-        head_vectors = torch.einsum("nhd,ehd->nhe", values.view(n, heads, head_dim), w_o.view(-1, heads, head_dim))
-        head_scores[:, l] = log_prob_increase(z_attn, proj.logits(head_vectors), w).cpu()
-        coeff = values * proj.scale[:, None]
-        attn[:, l] = neuron_lpi(z_attn, coeff, proj.images(w_o.T), w, max_elements).view(n, heads, head_dim).cpu()
-
-        ffn[:, l] = _ffn_neuron_lpi(adapter, captured, l, proj, z_ffn, w, max_elements)
-        if shared is not None:
-            weights, gate = adapter.shared_expert(l)
-            x = captured.ffn_input[:, l].to(device)
-            g = torch.sigmoid(gate(x.to(gate.weight.dtype)).float())  # [N, 1]
-            coeff = (g * proj.scale[:, None]) * weights.coefficients(x, 0).float()
-            shared[:, l] = neuron_lpi(z_ffn, coeff, proj.images(weights.down[0].T), w, max_elements).cpu()
-
+    layers = captured.layer_input.shape[1]
+    per_layer = [
+        halving_on_oom(
+            lambda size, l=l: _layer_scores(adapter, captured, l, proj, w, size),
+            max_elements or chunk_elements(device),
+            MIN_ELEMENTS,
+            f"attribution of layer {l}",
+        )
+        for l in tqdm(range(layers), desc="attribute", disable=not progress, leave=False)
+    ]
+    stacked = {name: torch.stack([s[name] for s in per_layer], 1) for name in per_layer[0] if per_layer[0][name] is not None}
     return Attribution(
-        ffn=ffn,
-        shared_ffn=shared,
-        attn=attn,
-        heads=head_scores,
-        ffn_layer=ffn_layer,
-        attn_layer=attn_layer,
+        ffn=stacked["ffn"],
+        shared_ffn=stacked.get("shared_ffn"),
+        attn=stacked["attn"],
+        heads=stacked["heads"],
+        ffn_layer=stacked["ffn_layer"],
+        attn_layer=stacked["attn_layer"],
         target_ids=target_ids.cpu(),
         target_rank=target_rank(captured.logits, target_ids.cpu()),
     )
+
+
+def _layer_scores(
+    adapter: Adapter, captured: LastPositionCapture, l: int, proj: FrozenProjection, w: torch.Tensor, max_elements: int
+) -> dict[str, torch.Tensor | None]:
+    """Layer `l`'s scores of every example: layer, head, attention-neuron and FFN-neuron level (on the CPU)."""
+    device = w.device
+    n, heads, head_dim = captured.layer_input.shape[0], adapter.num_heads, adapter.head_dim
+    x_in = captured.layer_input[:, l].to(device)
+    attn_out = captured.attn_output[:, l].to(device)
+    z_attn = proj.logits(x_in)
+    z_ffn = proj.logits(x_in + attn_out)
+    scores = {
+        "attn_layer": log_prob_increase(z_attn, proj.logits(attn_out), w),
+        "ffn_layer": log_prob_increase(z_ffn, proj.logits(captured.ffn_output[:, l].to(device)), w),
+    }
+    w_o = adapter.o_proj(l).weight.detach().float()  # [hidden, heads * head_dim]
+    values = captured.head_values[:, l].to(device)  # [N, heads * head_dim]
+    head_vectors = torch.einsum("nhd,ehd->nhe", values.view(n, heads, head_dim), w_o.view(-1, heads, head_dim))
+    scores["heads"] = log_prob_increase(z_attn, proj.logits(head_vectors), w)
+    coeff = values * proj.scale[:, None]
+    scores["attn"] = neuron_lpi(z_attn, coeff, proj.images(w_o.T), w, max_elements).view(n, heads, head_dim)
+    scores["ffn"] = _ffn_neuron_lpi(adapter, captured, l, proj, z_ffn, w, max_elements)
+    scores["shared_ffn"] = None
+    if adapter.shared_ffn_dim is not None:
+        weights, gate = adapter.shared_expert(l)
+        x = captured.ffn_input[:, l].to(device)
+        g = torch.sigmoid(gate(x.to(gate.weight.dtype)).float())  # [N, 1]
+        coeff = (g * proj.scale[:, None]) * weights.coefficients(x, 0).float()
+        scores["shared_ffn"] = neuron_lpi(z_ffn, coeff, proj.images(weights.down[0].T), w, max_elements)
+    return {name: None if v is None else v.cpu() for name, v in scores.items()}
 
 
 def _ffn_neuron_lpi(

@@ -86,3 +86,17 @@ def resample_weights(examples: int, replicates: int, seed: int = 0) -> torch.Ten
     generator = torch.Generator().manual_seed(seed)
     draws = torch.randint(examples, (replicates, examples), generator=generator)
     return torch.zeros(replicates, examples).scatter_add_(1, draws, torch.ones(replicates, examples))
+
+
+def resampled_means(per_example: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """The mean of `per_example` [n, ...] under each resample of `counts` [R, n] -> [R, ...].
+
+    Summed example by example in float64: the order of the additions is fixed, so the result is
+    the same bit for bit whatever the number of threads (a matrix product's is not).
+    """
+    n = per_example.shape[0]
+    flat = per_example.reshape(n, -1).double()
+    total = torch.zeros(counts.shape[0], flat.shape[1], dtype=torch.float64)
+    for i in range(n):
+        total += counts[:, i, None].double() * flat[i]
+    return (total / n).to(per_example.dtype).reshape(counts.shape[0], *per_example.shape[1:])

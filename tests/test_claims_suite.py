@@ -1,17 +1,29 @@
 """The claims suite end to end on the smoke preset, through pytester (a separate pytest process)."""
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file, save_file
 
 from claims.catalogue import CLAIMS
-from claims.evaluate import INCONCLUSIVE, NOT_REPLICATED, REPLICATED, check_verdict, combine
+from claims.evaluate import INCONCLUSIVE, NOT_MEASURED, NOT_REPLICATED, REPLICATED, check_verdict, combine
+from claims.records import RecordStore
+from lpi_core.atomic import TMP_PREFIX
 from claims.windows import EARLY, LATE, Window, nearest, select
 
 ROOT = Path(__file__).resolve().parents[1]
 EVERY_CLAIM = {f"{c.id}[{f}]" for c in CLAIMS for f in c.families}
+ENV = {**os.environ, "TQDM_DISABLE": "1"}
 
 
 def run_claims(pytester, cache: Path, report: Path, *args: str):
@@ -28,16 +40,9 @@ def record_files(cache: Path) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory):
     """One full smoke run shared by the tests below (pytester is function-scoped, so run it by hand)."""
-    import subprocess
-    import sys
-
     base = tmp_path_factory.mktemp("claims")
     cache, report = base / "cache", base / "report"
-    command = [
-        sys.executable, "-m", "pytest", str(ROOT / "claims"), "--preset", "smoke", "--cache-dir", str(cache),
-        "--report-dir", str(report), "--examples", "120", "--bootstrap", "20", "-p", "no:cacheprovider", "-q",
-    ]
-    done = subprocess.run(command, cwd=base, capture_output=True, text=True, env={**__import__("os").environ, "TQDM_DISABLE": "1"})
+    done = subprocess.run(claims_command(cache, report), cwd=base, capture_output=True, text=True, env=ENV)
     return done, cache, report
 
 
@@ -48,7 +53,8 @@ def test_report_holds_every_claim_with_a_number_and_verdict(first_run):
     assert {f"{c['claim']}[{c['family']}]" for c in payload["claims"]} == EVERY_CLAIM
     for claim in payload["claims"]:
         assert claim["verdict"] in (REPLICATED, NOT_REPLICATED, INCONCLUSIVE)
-        assert all(isinstance(check["value"], float) for check in claim["checks"])
+        assert all(isinstance(check["value"], float) or check["value"] is None for check in claim["checks"])
+    assert "NaN" not in (report / "claims.json").read_text()
     markdown = (report / "claims.md").read_text()
     assert all(c.id in markdown for c in CLAIMS) and "| claim " in markdown
     for figure in ("fig1_jstab.png", "fig2_layer_trajectories.png", "fig3_4_layer_profiles.png", "fig5_ablation.png"):
@@ -135,3 +141,99 @@ def test_report_command_rebuilds_the_report_from_the_cache_alone(first_run, tmp_
     assert "ffn-concentration" in capsys.readouterr().out
     assert main([*args[:-2], "--bootstrap", "30", "--report-dir", str(tmp_path / "x")]) == 2  # other options: no records
     assert "has no records for steps" in capsys.readouterr().err
+
+
+def claims_command(cache: Path, report: Path, *args: str) -> list[str]:
+    return [
+        sys.executable, "-m", "pytest", str(ROOT / "claims"), "--preset", "smoke", "--cache-dir", str(cache),
+        "--report-dir", str(report), "--examples", "120", "--bootstrap", "20", "-p", "no:cacheprovider", "-q", *args,
+    ]
+
+
+def records_by_checkpoint(cache: Path) -> dict[tuple[str, int], dict]:
+    records = [torch.load(p, weights_only=True) for p in (cache / "records").glob("*.pt")]
+    return {(r["meta"]["family"], r["meta"]["step"]): r for r in records}
+
+
+def assert_same_records(cache: Path, reference: Path) -> None:
+    """Bit-identical scores, bootstrap replicates and hits, checkpoint by checkpoint."""
+    ours, theirs = records_by_checkpoint(cache), records_by_checkpoint(reference)
+    assert ours.keys() == theirs.keys() and len(ours) == 8
+    for checkpoint, record in ours.items():
+        for name, value in record.items():
+            if isinstance(value, torch.Tensor):
+                assert torch.equal(value, theirs[checkpoint][name]), (checkpoint, name)
+        assert all(torch.equal(v, theirs[checkpoint]["hits"][k]) for k, v in record["hits"].items())
+
+
+def same_claims(report: Path, reference: Path) -> bool:
+    ours, theirs = (json.loads((r / "claims.json").read_text()) for r in (report, reference))
+    return ours["claims"] == theirs["claims"] and ours["trajectories"] == theirs["trajectories"]
+
+
+def leftovers(cache: Path) -> list[str]:
+    return sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.name.startswith(TMP_PREFIX) or p.suffix == ".lock")
+
+
+def cache_with_the_built_run(first_cache: Path, cache: Path) -> Path:
+    shutil.copytree(first_cache / "miniature", cache / "miniature")
+    return cache
+
+
+def test_sigkill_in_the_middle_of_a_record_then_rerun_gives_the_uninterrupted_results(first_run, tmp_path):
+    _, first_cache, first_report = first_run
+    cache, report = cache_with_the_built_run(first_cache, tmp_path / "cache"), tmp_path / "report"
+    command = claims_command(cache, report)
+    run = subprocess.Popen(command, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log = cache / "records" / "computed.log"
+    deadline = time.time() + 300
+    while not (log.exists() and log.read_text().count("\n") >= 1) and time.time() < deadline and run.poll() is None:
+        time.sleep(0.02)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    assert run.returncode == -signal.SIGKILL
+    assert len(records_by_checkpoint(cache)) < 8 and any(p.suffix == ".lock" for p in (cache / "records").iterdir())
+
+    again = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True)
+    assert again.returncode in (0, 1), again.stdout[-3000:]
+    assert_same_records(cache, first_cache)
+    assert same_claims(report, first_report)
+    assert leftovers(cache) == []
+    keys = [key for key, _, _ in RecordStore(cache).computed_log()]
+    assert len(keys) == len(set(keys)) == 8  # the interrupted record was computed once, by the rerun
+
+
+def test_two_workers_compute_each_checkpoint_once_with_the_one_process_results(first_run, tmp_path):
+    _, first_cache, first_report = first_run
+    cache, report = cache_with_the_built_run(first_cache, tmp_path / "cache"), tmp_path / "report"
+    done = subprocess.run(claims_command(cache, report, "-n", "2"), cwd=tmp_path, env=ENV, capture_output=True, text=True)
+    assert done.returncode in (0, 1), done.stdout[-3000:]
+    store = RecordStore(cache)
+    log = store.computed_log()
+    assert len(log) == len({key for key, _, _ in log}) == 8  # every checkpoint exactly once
+    assert {worker for _, _, worker in log} <= {"gw0", "gw1"}
+    for key, digest, _ in log:
+        assert hashlib.sha256(store.path(key).read_bytes()).hexdigest() == digest  # nothing corrupted
+    assert_same_records(cache, first_cache)  # -n 2 (one thread each) == -n 0 (two threads), bit for bit
+    assert same_claims(report, first_report)
+    assert leftovers(cache) == []
+
+
+def test_non_finite_scores_are_reported_with_the_layer_never_as_a_number(first_run, tmp_path):
+    _, first_cache, _ = first_run
+    cache, report = cache_with_the_built_run(first_cache, tmp_path / "cache"), tmp_path / "report"
+    weights = next((cache / "miniature").glob("smoke-*/moe/step45/model.safetensors"))
+    tensors = load_file(weights)
+    tensors["model.layers.1.mlp.experts.0.down_proj.weight"][0, 0] = float("nan")
+    save_file(tensors, weights, metadata={"format": "pt"})
+    done = subprocess.run(claims_command(cache, report), cwd=tmp_path, env=ENV, capture_output=True, text=True)
+    assert done.returncode == 1
+    payload = json.loads((report / "claims.json").read_text())
+    moe_ids = {f"{c.id}[moe]" for c in CLAIMS if "moe" in c.families}
+    assert set(payload["context"]["not_measured"]) == moe_ids
+    assert all("non-finite Gated-LPI scores" in reason and "model.layers.1.mlp.experts.down_proj" in reason for reason in payload["context"]["not_measured"].values())
+    assert {c["family"] for c in payload["claims"]} == {"dense"} and payload["trajectories"].keys() == {"dense"}
+    markdown = (report / "claims.md").read_text()
+    table_part = markdown.split("## Notes")[0]
+    assert "nan" not in table_part.lower() and "## Not measured" in markdown and "step45" in markdown
+    assert sum(f"{NOT_MEASURED}: " in line for line in done.stdout.splitlines()) >= len(moe_ids)

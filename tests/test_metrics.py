@@ -13,6 +13,7 @@ from lpi_core.metrics import (
     positive_gain_concentration,
     random_set_jaccard,
     resample_weights,
+    resampled_means,
     rho_avg,
     sigma_rel,
     top_fraction,
@@ -66,3 +67,23 @@ def test_ablation_drop_and_bootstrap():
     weights = resample_weights(7, 5, seed=1)
     assert weights.shape == (5, 7) and (weights.sum(1) == 7).all()
     assert torch.equal(weights, resample_weights(7, 5, seed=1))
+
+
+def test_resampled_means_by_hand_and_whatever_the_thread_count():
+    x = torch.tensor([[1.0, 10.0], [2.0, 20.0], [4.0, 40.0]])
+    counts = torch.tensor([[3.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 2.0]])
+    expected = torch.tensor([[1.0, 10.0], [7 / 3, 70 / 3], [10 / 3, 100 / 3]])
+    torch.testing.assert_close(resampled_means(x, counts), expected)
+
+    per_example = torch.randn(906, 16, 384, generator=torch.Generator().manual_seed(0))
+    counts = resample_weights(906, 20)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = resampled_means(per_example, counts)
+        torch.set_num_threads(2)
+        two = resampled_means(per_example, counts)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two) and one.shape == (20, 16, 384)
+    torch.testing.assert_close(one, (counts / 906 @ per_example.reshape(906, -1)).reshape(20, 16, 384))

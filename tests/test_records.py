@@ -7,12 +7,14 @@ import multiprocessing
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
-import lpi_core
 from claims import records
-from claims.records import Data, RecordStore, RunOptions, record_key
+from claims.records import Data, NonFiniteScoresError, RecordStore, RunOptions, record_key
 from fixtures.series import Checkpoint
+from lpi_core.locks import exclusive
+from tests.helpers import facts, tiny_lm
 
 DATA = Data(["The capital of France is the city of"], ["Paris"])
 OPTIONS = RunOptions(examples=1)
@@ -35,7 +37,7 @@ def test_key_changes_with_data_options_revision_and_code(monkeypatch):
         record_key(dataclasses.replace(CHECKPOINTS[0], source="/models/y"), DATA, OPTIONS),
         record_key(dataclasses.replace(CHECKPOINTS[0], step=5), DATA, OPTIONS),
     }
-    monkeypatch.setattr(lpi_core, "__version__", "9.9.9")
+    monkeypatch.setattr(records, "code_version", lambda: "9.9.9+000000000000")
     others.add(record_key(CHECKPOINTS[0], DATA, OPTIONS))
     assert len(others) == 7 and key not in others
 
@@ -53,6 +55,28 @@ def test_incompatible_or_damaged_entries_are_recomputed(tmp_path):
     assert calls == [1, 1]
     store.ensure(CHECKPOINTS[:1], DATA, OPTIONS, compute=compute)
     assert calls == [1, 1]  # a valid entry is read, not recomputed
+
+
+def _count_under_lock(path: str, times: int) -> None:
+    for _ in range(times):
+        with exclusive(path + ".lock"):
+            count = int(Path(path).read_text())
+            time.sleep(0.001)
+            Path(path).write_text(str(count + 1))
+
+
+def test_exclusive_excludes_and_leaves_no_lock_file(tmp_path):
+    counter = tmp_path / "count"
+    counter.write_text("0")
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_count_under_lock, args=(str(counter), 40)) for _ in range(3)]
+    for p in processes:
+        p.start()
+    for p in processes:
+        p.join(60)
+        assert p.exitcode == 0
+    assert counter.read_text() == "120"  # no lost update: never two holders at once
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["count"]
 
 
 def _worker(cache: str, rotate: int) -> None:
@@ -73,4 +97,25 @@ def test_concurrent_workers_compute_each_checkpoint_once(tmp_path):
     assert sorted(k for k, _, _ in log) == sorted(keys)  # each exactly once
     for key, digest, _ in log:
         assert hashlib.sha256(store.path(key).read_bytes()).hexdigest() == digest
+    assert sorted(p.name for p in store.directory.iterdir()) == sorted(["computed.log", *(f"{k}.pt" for k in keys)])
     assert len({pid for *_, pid in (line.split("\t") for line in (tmp_path / "records" / "computed.log").read_text().splitlines())}) >= 2
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (float("nan"), r"ffn, attn, heads, ffn_layer, attn_layer in layers \[0, 1\].*weights hold non-finite values \(model.layers.1.mlp.down_proj.weight\)"),
+        (1e38, r"ffn.* in layers \[.*weights are finite, so its torch.float32 activations overflowed"),
+    ],
+)
+def test_non_finite_scores_name_the_layer_and_nothing_is_written(tmp_path, value, message):
+    lm = tiny_lm("olmo")
+    with torch.no_grad():
+        lm.model.model.layers[1].mlp.down_proj.weight[:, 3] = value
+    lm.model.save_pretrained(tmp_path / "broken")
+    lm.tokenizer.save_pretrained(tmp_path / "broken")
+    store = RecordStore(tmp_path / "cache")
+    data = Data(*facts(6))
+    with pytest.raises(NonFiniteScoresError, match=message):
+        store.ensure([Checkpoint(step=7, source=str(tmp_path / "broken"))], data, RunOptions(examples=6, bootstrap=10))
+    assert list(store.directory.iterdir()) == []
