@@ -27,6 +27,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--checkpoints", default="", help="comma-separated training steps: a subset of the series")
     group.addoption("--examples", default=None, help="use N of the 906 evaluation examples (a quick look)")
     group.addoption("--bootstrap", default="100", help="bootstrap resamples for the 95%% intervals")
+    group.addoption(
+        "--lpi-mode", default="exact", help="exact Gated-LPI (the paper's score) or first-order (a faster approximation)"
+    )
     group.addoption("--cache-dir", help="cache for checkpoints and records (default $LPI_CLAIMS_CACHE or ~/.cache/lpi-claims)")
     group.addoption("--report-dir", default="reports", help="where claims.md, claims.json and the figures go")
 
@@ -58,6 +61,7 @@ def suite_from_options(config: pytest.Config) -> SuiteConfig:
             bootstrap=_integer(config, "bootstrap"),
             cache_dir=config.getoption("cache_dir"),
             report_dir=config.getoption("report_dir"),
+            lpi_mode=config.getoption("lpi_mode"),
         )
     except SuiteOptionError as err:
         raise pytest.UsageError(str(err)) from None
@@ -105,7 +109,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     suite = config.stash[SUITE]
     return [
         f"lpi-claims: torch {torch.__version__}, transformers {transformers.__version__}, CUDA {cuda}",
-        f"lpi-claims: suite={suite.suite} preset={suite.preset} gpu={suite.gpu} examples={suite.examples or 906}",
+        f"lpi-claims: suite={suite.suite} preset={suite.preset} gpu={suite.gpu} examples={suite.examples or 906} "
+        f"scores={suite.lpi_mode}",
     ]
 
 
@@ -153,7 +158,7 @@ class ClaimsReporter:
             measured[family], info[family] = series_measurements(suite, family, compute=False)
         results, out = build_report(suite, measured, info, claim_ids=set(self.claims), not_measured=self.not_measured)
         terminalreporter.section("lpi-claims: claims vs measured")
-        terminalreporter.write_line(table(results))
+        terminalreporter.write_line(table(results, suite.lpi_mode))
         for test_id, reason in self.not_measured.items():
             terminalreporter.write_line(f"{test_id}: {NOT_MEASURED}: {reason}")
         terminalreporter.write_line(f"report: {out}/claims.md, {out}/claims.json, figures in {out}/")

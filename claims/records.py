@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+import datasets
 import numpy as np
 import torch
 import transformers
@@ -49,6 +50,7 @@ class RunOptions:
     device: str = "cpu"
     dtype: str = "float32"
     batch_size: int = 32
+    mode: str = "exact"  # "exact" Gated-LPI, or its "first-order" approximation (lpi_core.modes)
 
     def torch_dtype(self) -> torch.dtype:
         return getattr(torch, self.dtype)
@@ -117,7 +119,7 @@ def compute_record(checkpoint: Checkpoint, data: Data, options: RunOptions, prog
     started = time.time()
     lm = checkpoint.load(device=options.device, dtype=options.torch_dtype())
     where = f"{checkpoint.source}@{checkpoint.revision or checkpoint.step}"
-    att = attribute(lm, data.prompts, targets=data.answers, reduce="none", batch_size=options.batch_size, progress=progress)
+    att = attribute(lm, data.prompts, targets=data.answers, reduce="none", batch_size=options.batch_size, progress=progress, mode=options.mode)
     check_finite(att, lm, where)
     n = len(data.prompts)
     counts = resample_weights(n, options.bootstrap)
@@ -170,6 +172,7 @@ def versions() -> dict[str, str]:
         "code": code_version(),
         "torch": str(torch.__version__),
         "transformers": transformers.__version__,
+        "datasets": datasets.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),
     }

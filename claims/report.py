@@ -35,7 +35,14 @@ CONFOUND_NOTE = (
 )
 
 
-def table(results: Sequence[ClaimResult]) -> str:
+SCORES = {
+    "exact": "exact Gated-LPI (the paper's score)",
+    "first-order": "first-order approximation of Gated-LPI (opt-in, not the paper's exact score)",
+}
+
+
+def table(results: Sequence[ClaimResult], mode: str) -> str:
+    """The claims-vs-measured table; `mode` (exact / first-order) names what produced each number."""
     rows = []
     for r in results:
         for i, c in enumerate(r.checks):
@@ -47,10 +54,11 @@ def table(results: Sequence[ClaimResult]) -> str:
                     f"{c.label}: {c.paper}",
                     f"{c.shown} ({c.op} {c.threshold_shown})",
                     ", ".join(map(str, c.steps)),
+                    mode,
                     r.verdict if i == 0 else "",
                 ]
             )
-    headers = ["claim", "finding", "model", "paper", "measured [95% CI] (test)", "checkpoints", "verdict"]
+    headers = ["claim", "finding", "model", "paper", "measured [95% CI] (test)", "checkpoints", "scores", "verdict"]
     return tabulate(rows, headers=headers, tablefmt="github")
 
 
@@ -62,7 +70,9 @@ def markdown(results: Sequence[ClaimResult], context: dict) -> str:
         "",
         f"`{line}`",
         "",
-        table(results),
+        f"Scores: {SCORES[config['lpi_mode']]}.",
+        "",
+        table(results, config["lpi_mode"]),
         "",
         "## Notes",
         "",
@@ -172,7 +182,7 @@ def build_report(
     atomic_write_text(out / "claims.md", markdown(results, context))
     payload = {
         "context": context,
-        "claims": [asdict(r) for r in results],
+        "claims": [{**asdict(r), "scores": config.lpi_mode} for r in results],
         "trajectories": {f: trajectories(m) for f, m in measurements.items()},
     }
     atomic_write_json(out / "claims.json", finite_or_null(payload))
@@ -252,6 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.add_argument("--gpu", action="store_true", help="the records were computed with --gpu")
     report.add_argument("--cache-dir")
     report.add_argument("--report-dir", default="reports")
+    report.add_argument("--lpi-mode", default="exact", help="the records were computed with this --lpi-mode")
     report.add_argument("--family", choices=FAMILIES, action="append", help="only this family (repeatable)")
     args = parser.parse_args(argv)
     try:
@@ -259,6 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             suite=args.suite, preset=args.preset, gpu=args.gpu, moe_model=args.moe_model, dense_model=args.dense_model,
             checkpoints=tuple(int(s) for s in args.checkpoints.split(",") if s), examples=args.examples,
             bootstrap=args.bootstrap, cache_dir=args.cache_dir, report_dir=args.report_dir,
+            lpi_mode=args.lpi_mode,
         )
         measured, info = {}, {}
         for family in args.family or FAMILIES:
@@ -267,6 +279,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lpi-claims report: {err}", file=sys.stderr)
         return 2
     results, out = build_report(config, measured, info)
-    print(table(results))
+    print(table(results, config.lpi_mode))
     print(f"\nreport written to {out}/ (claims.md, claims.json, figures)")
     return 0

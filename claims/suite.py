@@ -13,6 +13,7 @@ from fixtures.miniature.build import MiniatureRun, build_miniature, cache_root, 
 from fixtures.miniature.presets import PRESETS
 from fixtures.series import CheckpointSeries
 from lpi_core import evaluation_set
+from lpi_core.modes import MODES
 
 from .records import Data, RunOptions
 
@@ -35,6 +36,7 @@ class SuiteConfig:
     bootstrap: int = 100
     cache_dir: str | None = None
     report_dir: str = "reports"
+    lpi_mode: str = "exact"
 
     def __post_init__(self) -> None:
         if self.suite not in ("miniature", "paper"):
@@ -45,6 +47,8 @@ class SuiteConfig:
             raise SuiteOptionError("--moe-model/--dense-model choose hub repositories: use them with --suite paper")
         if self.examples is not None and not 1 <= self.examples <= 906:
             raise SuiteOptionError(f"--examples must be between 1 and 906 (the evaluation set), not {self.examples}")
+        if self.lpi_mode not in MODES:
+            raise SuiteOptionError(f"--lpi-mode must be one of {', '.join(MODES)}, not {self.lpi_mode!r}")
         if self.bootstrap < 10:
             raise SuiteOptionError(f"--bootstrap must be at least 10 resamples, not {self.bootstrap}")
         if self.suite == "miniature" and self.checkpoints:
@@ -66,6 +70,7 @@ class SuiteConfig:
             bootstrap=self.bootstrap,
             device="cuda" if self.gpu else "cpu",
             dtype="bfloat16" if self.gpu else "float32",
+            mode=self.lpi_mode,
         )
 
     def data(self) -> Data:

@@ -2,7 +2,7 @@
 
 One forward pass captures the last-position internals (capture.py); then, layer by layer, the
 vocabulary images of the layer's neuron columns are computed once and every example's scores
-need only a logsumexp per neuron (lpi.neuron_lpi).
+need only a logsumexp per neuron (lpi.neuron_lpi); modes.py has the opt-in first-order mode.
 """
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from tqdm.auto import tqdm
 from .adapters import Adapter
 from .capture import LastPositionCapture, capture_last_position
 from .loading import LanguageModel
-from .lpi import log_prob_increase, neuron_lpi
+from .lpi import log_prob_increase
 from .memory import MIN_ELEMENTS, chunk_elements, halving_on_oom
+from .modes import MODES, ExactScores, scores_at
 from .projection import FrozenProjection
 from .tokenization import TargetTokenError, encode_prompts, target_token_ids
 
@@ -60,14 +61,18 @@ def attribute(
     batch_size: int = 16,
     max_elements: int | None = None,
     progress: bool = False,
+    mode: str = "exact",
 ) -> Attribution:
-    """Exact Gated-LPI scores of every unit of `lm` for the prompts' targets.
+    """Gated-LPI scores of every unit of `lm` for the prompts' targets (exact unless `mode` is
+    "first-order", see modes.py).
 
     Targets: `target_ids` if given, else the first token of each `targets` answer, else the
     model's own top-1 prediction.
     """
     if reduce not in ("mean", "none"):
         raise ValueError(f"reduce must be 'mean' or 'none', not {reduce!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     encoded = encode_prompts(lm.tokenizer, prompts, lm.max_positions)
     if target_ids is None and targets is not None:
         if len(targets) != len(prompts):
@@ -77,7 +82,7 @@ def attribute(
     if target_ids is None:
         target_ids = captured.logits.argmax(-1)
     target_ids = _check_targets(target_ids, len(encoded), captured.logits.shape[-1])
-    scores = score_capture(lm.adapter, captured, target_ids, max_elements=max_elements, progress=progress)
+    scores = score_capture(lm.adapter, captured, target_ids, max_elements=max_elements, progress=progress, mode=mode)
     return scores.mean() if reduce == "mean" else scores
 
 
@@ -94,8 +99,9 @@ def score_capture(
     target_ids: torch.Tensor,
     max_elements: int | None = None,
     progress: bool = False,
+    mode: str = "exact",
 ) -> Attribution:
-    """Per-example exact scores of every unit, from one capture (see module docstring).
+    """Per-example scores of every unit, from one capture (see module docstring and modes.py).
 
     `max_elements` bounds each temporary (default: from the device's free memory); a layer that
     runs out of GPU memory is redone with smaller chunks.
@@ -106,7 +112,7 @@ def score_capture(
     layers = captured.layer_input.shape[1]
     per_layer = [
         halving_on_oom(
-            lambda size, l=l: _layer_scores(adapter, captured, l, proj, w, size),
+            lambda size, l=l: _layer_scores(adapter, captured, l, proj, w, size, mode),
             max_elements or chunk_elements(device),
             MIN_ELEMENTS,
             f"attribution of layer {l}",
@@ -127,7 +133,7 @@ def score_capture(
 
 
 def _layer_scores(
-    adapter: Adapter, captured: LastPositionCapture, l: int, proj: FrozenProjection, w: torch.Tensor, max_elements: int
+    adapter: Adapter, captured: LastPositionCapture, l: int, proj: FrozenProjection, w: torch.Tensor, max_elements: int, mode: str
 ) -> dict[str, torch.Tensor | None]:
     """Layer `l`'s scores of every example: layer, head, attention-neuron and FFN-neuron level (on the CPU)."""
     device = w.device
@@ -140,34 +146,27 @@ def _layer_scores(
         "attn_layer": log_prob_increase(z_attn, proj.logits(attn_out), w),
         "ffn_layer": log_prob_increase(z_ffn, proj.logits(captured.ffn_output[:, l].to(device)), w),
     }
+    at_attn, at_ffn = (scores_at(mode, proj, z, w, max_elements) for z in (z_attn, z_ffn))
     w_o = adapter.o_proj(l).weight.detach().float()  # [hidden, heads * head_dim]
     values = captured.head_values[:, l].to(device)  # [N, heads * head_dim]
-    head_vectors = torch.einsum("nhd,ehd->nhe", values.view(n, heads, head_dim), w_o.view(-1, heads, head_dim))
-    scores["heads"] = log_prob_increase(z_attn, proj.logits(head_vectors), w)
-    coeff = values * proj.scale[:, None]
-    scores["attn"] = neuron_lpi(z_attn, coeff, proj.images(w_o.T), w, max_elements).view(n, heads, head_dim)
-    scores["ffn"] = _ffn_neuron_lpi(adapter, captured, l, proj, z_ffn, w, max_elements)
+    scores["heads"] = at_attn.vectors(torch.einsum("nhd,ehd->nhe", values.view(n, heads, head_dim), w_o.view(-1, heads, head_dim)))
+    scores["attn"] = at_attn.neurons(values * proj.scale[:, None], w_o.T).view(n, heads, head_dim)
+    scores["ffn"] = _ffn_neuron_scores(adapter, captured, l, proj.scale, at_ffn)
     scores["shared_ffn"] = None
     if adapter.shared_ffn_dim is not None:
         weights, gate = adapter.shared_expert(l)
         x = captured.ffn_input[:, l].to(device)
         g = torch.sigmoid(gate(x.to(gate.weight.dtype)).float())  # [N, 1]
         coeff = (g * proj.scale[:, None]) * weights.coefficients(x, 0).float()
-        scores["shared_ffn"] = neuron_lpi(z_ffn, coeff, proj.images(weights.down[0].T), w, max_elements)
+        scores["shared_ffn"] = at_ffn.neurons(coeff, weights.down[0].T)
     return {name: None if v is None else v.cpu() for name, v in scores.items()}
 
 
-def _ffn_neuron_lpi(
-    adapter: Adapter,
-    captured: LastPositionCapture,
-    layer: int,
-    proj: FrozenProjection,
-    z_ffn: torch.Tensor,
-    w: torch.Tensor,
-    max_elements: int,
+def _ffn_neuron_scores(
+    adapter: Adapter, captured: LastPositionCapture, layer: int, scale: torch.Tensor, at_ffn: ExactScores
 ) -> torch.Tensor:
     """[N, experts, ffn_dim] scores of layer `layer`'s FFN neurons; unselected experts score 0."""
-    device = z_ffn.device
+    device = scale.device
     weights = adapter.ffn_weights(layer)
     x = captured.ffn_input[:, layer].to(device)
     n = x.shape[0]
@@ -182,7 +181,6 @@ def _ffn_neuron_lpi(
             rows = rows.to(device)
         if rows.numel() == 0:
             continue
-        coeff = (gate * proj.scale[rows])[:, None] * weights.coefficients(x[rows], e).float()
-        images = proj.images(weights.down[e].T)
-        out[rows.cpu(), e] = neuron_lpi(z_ffn[rows], coeff, images, w[rows], max_elements).cpu()
+        coeff = (gate * scale[rows])[:, None] * weights.coefficients(x[rows], e).float()
+        out[rows.cpu(), e] = at_ffn.neurons(coeff, weights.down[e].T, rows).cpu()
     return out

@@ -64,3 +64,19 @@ def neuron_lpi(
                 lse_gain[b, k] = torch.logsumexp(z + c[b, k, None] * img[k], -1) - torch.logsumexp(z, -1)
             out[r : r + rows_step, n : n + step] = c * at_target[r : r + rows_step, n : n + step] - lse_gain
     return out
+
+
+def lpi_gradient(base_logits: torch.Tensor, unembedding: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """g = W_U[w] - softmax(z) · W_U: the gradient of log_softmax(z + W_U·x)[w] in x at x = 0. [B, H]"""
+    return unembedding[target] - torch.softmax(base_logits, -1) @ unembedding
+
+
+def first_order_neuron_lpi(gradient: torch.Tensor, coefficients: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """The first-order approximation of `neuron_lpi` (opt-in; not Gated-LPI itself): its tangent at c = 0,
+
+        LPI[b, n] ≈ c · (img[n, w_b] - Σ_v softmax(z_b)_v · img[n, v]) = c · (g_b · dir[n])
+
+    with dir[n] = normalize(column n) (img = W_U · dir), so no [N, V] image is ever formed.
+    gradient [B, H] (lpi_gradient), coefficients [B, N], directions [N, H] -> [B, N].
+    """
+    return coefficients * (gradient @ directions.T)

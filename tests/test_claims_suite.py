@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import os
 import shutil
 import signal
@@ -61,7 +62,9 @@ def test_report_holds_every_claim_with_a_number_and_verdict(first_run):
         assert (report / figure).stat().st_size > 10_000
     trajectories = payload["trajectories"]["moe"]
     assert trajectories["steps"] == [15, 30, 45, 60] and len(trajectories["jstab_ffn"]["values"]) == 3
-    assert payload["context"]["versions"]["torch"] and "claims vs measured" in done.stdout
+    versions = payload["context"]["versions"]
+    assert versions["torch"] == torch.__version__ and re.fullmatch(r"\d+\.\d+\.\d+\+[0-9a-f]{12}", versions["code"])
+    assert "claims vs measured" in done.stdout
     assert sum(1 for line in done.stdout.splitlines() if line.startswith("claim ")) == len(EVERY_CLAIM)
 
 
@@ -100,6 +103,7 @@ def test_k_ablate_selects_the_ablation_claims(first_run, pytester):
         (["--checkpoints", "15,999"], "--checkpoints [999] are not in the smoke preset"),
         (["--moe-model", "x/y"], "use them with --suite paper"),
         (["--bootstrap", "3"], "--bootstrap must be at least 10"),
+        (["--lpi-mode", "second-order"], "--lpi-mode must be one of exact, first-order"),
     ],
 )
 def test_bad_options_fail_at_start_up(pytester, tmp_path, args, message):
@@ -237,3 +241,19 @@ def test_non_finite_scores_are_reported_with_the_layer_never_as_a_number(first_r
     table_part = markdown.split("## Notes")[0]
     assert "nan" not in table_part.lower() and "## Not measured" in markdown and "step45" in markdown
     assert sum(f"{NOT_MEASURED}: " in line for line in done.stdout.splitlines()) >= len(moe_ids)
+
+
+def test_first_order_mode_is_named_beside_every_number(first_run, tmp_path):
+    _, first_cache, first_report = first_run
+    cache, report = cache_with_the_built_run(first_cache, tmp_path / "cache"), tmp_path / "report"
+    done = subprocess.run(claims_command(cache, report, "--lpi-mode", "first-order", "-k", "concentration"), cwd=tmp_path, env=ENV, capture_output=True, text=True)
+    assert done.returncode in (0, 1), done.stdout[-3000:]
+    claims = json.loads((report / "claims.json").read_text())["claims"]
+    assert len(claims) == 3 and {c["scores"] for c in claims} == {"first-order"}
+    assert {c["scores"] for c in json.loads((first_report / "claims.json").read_text())["claims"]} == {"exact"}
+    markdown = (report / "claims.md").read_text()
+    assert "Scores: first-order approximation of Gated-LPI" in markdown and "| first-order |" in markdown
+    exact, first = records_by_checkpoint(first_cache), records_by_checkpoint(cache)
+    assert first.keys() == exact.keys() and all(r["meta"]["options"]["mode"] == "first-order" for r in first.values())
+    assert not torch.equal(first[("moe", 60)]["ffn"], exact[("moe", 60)]["ffn"])
+    assert torch.equal(first[("moe", 60)]["ffn_layer"], exact[("moe", 60)]["ffn_layer"])  # layer scores stay exact

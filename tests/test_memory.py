@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lpi_core import engine, hits_at_k
+from lpi_core import hits_at_k, modes
 from lpi_core.capture import capture_last_position
 from lpi_core.engine import score_capture
 from lpi_core.memory import MIN_ELEMENTS, chunk_elements, halving_on_oom
@@ -38,7 +38,7 @@ def test_a_layer_out_of_memory_is_redone_in_smaller_chunks(monkeypatch):
     captured = capture_last_position(lm, encode_prompts(lm.tokenizer, PROMPTS[:12]))
     targets = captured.logits.argmax(-1)
     direct = score_capture(lm.adapter, captured, targets, max_elements=1 << 16)
-    real, sizes = engine.neuron_lpi, []
+    real, sizes = modes.neuron_lpi, []
 
     def small_memory(*args):
         sizes.append(args[-1])
@@ -46,7 +46,7 @@ def test_a_layer_out_of_memory_is_redone_in_smaller_chunks(monkeypatch):
             raise torch.cuda.OutOfMemoryError(SIMULATED)
         return real(*args)
 
-    monkeypatch.setattr(engine, "neuron_lpi", small_memory)
+    monkeypatch.setattr(modes, "neuron_lpi", small_memory)
     retried = score_capture(lm.adapter, captured, targets, max_elements=1 << 20)
     for name in ("ffn", "attn", "heads", "ffn_layer", "attn_layer"):
         assert torch.equal(getattr(retried, name), getattr(direct, name)), name
@@ -60,7 +60,7 @@ def test_out_of_memory_at_the_smallest_chunk_names_the_layer(monkeypatch):
     def no_memory(*args):
         raise torch.cuda.OutOfMemoryError(SIMULATED)
 
-    monkeypatch.setattr(engine, "neuron_lpi", no_memory)
+    monkeypatch.setattr(modes, "neuron_lpi", no_memory)
     with pytest.raises(torch.cuda.OutOfMemoryError, match=f"attribution of layer 0: out of GPU memory even with chunks of {MIN_ELEMENTS}"):
         score_capture(lm.adapter, captured, captured.logits.argmax(-1))
 
