@@ -255,5 +255,5 @@ def test_first_order_mode_is_named_beside_every_number(first_run, tmp_path):
     assert "Scores: first-order approximation of Gated-LPI" in markdown and "| first-order |" in markdown
     exact, first = records_by_checkpoint(first_cache), records_by_checkpoint(cache)
     assert first.keys() == exact.keys() and all(r["meta"]["options"]["mode"] == "first-order" for r in first.values())
-    assert not torch.equal(first[("moe", 60)]["ffn"], exact[("moe", 60)]["ffn"])
-    assert torch.equal(first[("moe", 60)]["ffn_layer"], exact[("moe", 60)]["ffn_layer"])  # layer scores stay exact
+    assert not torch.equal(first[("olmoe", 60)]["ffn"], exact[("olmoe", 60)]["ffn"])
+    assert torch.equal(first[("olmoe", 60)]["ffn_layer"], exact[("olmoe", 60)]["ffn_layer"])  # layer scores stay exact
