@@ -4,12 +4,12 @@
 """
 from __future__ import annotations
 
-import time
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, OlmoConfig, OlmoeConfig
 
+from benchmarks.timing import best_of
 from lpi_core import wrap_model
 from lpi_core.capture import capture_last_position
 from lpi_core.engine import score_capture
@@ -23,15 +23,6 @@ MODELS = {
     "olmo": lambda v: OlmoConfig(vocab_size=v, intermediate_size=512, **SHAPE),
 }
 EXAMPLES = 32
-
-
-def best_of(fn, rounds: int = 3) -> float:
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 @pytest.mark.parametrize("family", MODELS)

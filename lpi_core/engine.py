@@ -140,10 +140,10 @@ def _layer_scores(
     n, heads, head_dim = captured.layer_input.shape[0], adapter.num_heads, adapter.head_dim
     x_in = captured.layer_input[:, l].to(device)
     attn_out = captured.attn_output[:, l].to(device)
-    z_attn = proj.logits(x_in)
-    z_ffn = proj.logits(x_in + attn_out)
+    z_attn, d_attn = proj.logits(x_in), proj.logits(attn_out)
+    z_ffn = z_attn + d_attn  # proj is linear: proj(x_in + attn_out), one vocabulary projection saved
     scores = {
-        "attn_layer": log_prob_increase(z_attn, proj.logits(attn_out), w),
+        "attn_layer": log_prob_increase(z_attn, d_attn, w),
         "ffn_layer": log_prob_increase(z_ffn, proj.logits(captured.ffn_output[:, l].to(device)), w),
     }
     at_attn, at_ffn = (scores_at(mode, proj, z, w, max_elements) for z in (z_attn, z_ffn))

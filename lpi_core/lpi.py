@@ -48,16 +48,18 @@ def neuron_lpi(
     at_target = images.T[target]  # [B, N]
     out = torch.empty_like(coefficients)
     rows_step = max(1, min(batch, max_elements // vocab))
+    step = max(1, max_elements // (rows_step * vocab))
+    buffer = images.new_empty(rows_step * min(step, images.shape[0]) * vocab)  # reused: no page faults per chunk
     for r in range(0, batch, rows_step):
         p = probs[r : r + rows_step, :, None]
-        step = max(1, max_elements // (p.shape[0] * vocab))
         for n in range(0, images.shape[0], step):
             c = coefficients[r : r + rows_step, n : n + step]
             img = images[n : n + step]
             shift = torch.where(c > 0, c * row_max[n : n + step], c * row_min[n : n + step])
-            weighted = torch.bmm(torch.addcmul(-shift[:, :, None], c[:, :, None], img[None]).exp_(), p)
-            lse_gain = shift + weighted.squeeze(-1).log()
-            underflow = ~(weighted.squeeze(-1) > 1e-30)
+            exponent = torch.mul(img[None], c[:, :, None], out=buffer[: c.numel() * vocab].view(*c.shape, vocab))
+            weighted = torch.bmm(exponent.sub_(shift[:, :, None]).exp_(), p).squeeze(-1)
+            lse_gain = shift + weighted.log()
+            underflow = ~(weighted > 1e-30)
             if underflow.any():
                 b, k = underflow.nonzero(as_tuple=True)
                 z = base_logits[r : r + rows_step][b]

@@ -55,6 +55,18 @@ def pearson(x: torch.Tensor, y: torch.Tensor) -> float:
     return (x @ y).item() / denominator if denominator > 0 else float("nan")
 
 
+def ranks(x: torch.Tensor) -> torch.Tensor:
+    """1-based ranks of the values of `x` (flattened); tied values share their average rank."""
+    _, inverse, counts = np.unique(x.reshape(-1).cpu().numpy(), return_inverse=True, return_counts=True)
+    last = np.cumsum(counts)  # the rank of each distinct value's last occurrence
+    return torch.from_numpy((last - (counts - 1) / 2)[inverse.reshape(-1)])
+
+
+def spearman(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Spearman's rank correlation: the Pearson correlation of the ranks."""
+    return pearson(ranks(x), ranks(y))
+
+
 def rho_avg(profiles: Sequence[torch.Tensor]) -> float:
     """ρ_avg: the mean Pearson correlation of consecutive layer profiles P_t, P_t+1."""
     return float(np.mean([pearson(a, b) for a, b in zip(profiles[:-1], profiles[1:])]))

@@ -17,6 +17,8 @@ MODES = ("exact", "first-order")
 
 
 class ExactScores:
+    """Gated-LPI of units added at the point whose base logits are `z` (targets `w`)."""
+
     def __init__(self, proj: FrozenProjection, z: torch.Tensor, w: torch.Tensor, max_elements: int) -> None:
         self.proj, self.z, self.w, self.max_elements = proj, z, w, max_elements
 
@@ -34,6 +36,8 @@ class ExactScores:
 
 
 class FirstOrderScores(ExactScores):
+    """The tangent of Gated-LPI at zero coefficient, at the same point (one gradient per example)."""
+
     def __init__(self, proj: FrozenProjection, z: torch.Tensor, w: torch.Tensor, max_elements: int) -> None:
         super().__init__(proj, z, w, max_elements)
         self.gradient = lpi_gradient(z, proj.unembedding, w)  # [B, H]
@@ -46,6 +50,7 @@ class FirstOrderScores(ExactScores):
 
 
 def scores_at(mode: str, proj: FrozenProjection, z: torch.Tensor, w: torch.Tensor, max_elements: int) -> ExactScores:
+    """The scorer of `mode` at base logits `z`."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     return (ExactScores if mode == "exact" else FirstOrderScores)(proj, z, w, max_elements)

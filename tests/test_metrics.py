@@ -15,7 +15,9 @@ from lpi_core.metrics import (
     resample_weights,
     resampled_means,
     rho_avg,
+    ranks,
     sigma_rel,
+    spearman,
     top_fraction,
     topk_jaccard,
 )
@@ -87,3 +89,10 @@ def test_resampled_means_by_hand_and_whatever_the_thread_count():
         torch.set_num_threads(threads)
     assert torch.equal(one, two) and one.shape == (20, 16, 384)
     torch.testing.assert_close(one, (counts / 906 @ per_example.reshape(906, -1)).reshape(20, 16, 384))
+
+
+def test_ranks_and_spearman_by_hand():
+    assert ranks(torch.tensor([10.0, 30.0, 20.0, 10.0])).tolist() == [1.5, 4.0, 3.0, 1.5]
+    assert spearman(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1.0, 3.0, 2.0])) == pytest.approx(0.5)
+    assert spearman(torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([1.0, 8.0, 27.0, 64.0])) == pytest.approx(1.0)
+    assert spearman(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([-1.0, -5.0, -9.0])) == pytest.approx(-1.0)
