@@ -8,7 +8,6 @@ dense < 14.25%). Shape claims test differences (a dip, then a climb) against 0.
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
 from typing import Callable
 

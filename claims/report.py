@@ -78,14 +78,14 @@ def markdown(results: Sequence[ClaimResult], context: dict) -> str:
         "",
     ]
     lines += [f"- {r.test_id}: {n}" for r in results for n in r.notes] or ["- none"]
+    if config["suite"] == "miniature":
+        lines += [f"- {CONFOUND_NOTE}"]
     if context["not_measured"]:
         lines += ["", "## Not measured", ""]
         by_reason: dict[str, list[str]] = {}
         for test_id, reason in sorted(context["not_measured"].items()):
             by_reason.setdefault(reason, []).append(test_id)
         lines += [f"- {', '.join(ids)}: {reason}" for reason, ids in by_reason.items()]
-    if config["suite"] == "miniature":
-        lines += [f"- {CONFOUND_NOTE}"]
     lines += ["", "## Models and revisions", ""]
     for family, info in context["series"].items():
         lines.append(f"- **{family}**: `{info['name']}`, checkpoints (step: revision, commit): " + ", ".join(
