@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PAPER_TOTAL_STEPS = {"moe": 1_200_000, "dense": 600_000}
+from fixtures.hub import PAPER_MODELS
+
+PAPER_TOTAL_STEPS = {family: model.total_steps for family, model in PAPER_MODELS.items()}
 
 
 @dataclass(frozen=True)

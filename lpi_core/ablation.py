@@ -15,7 +15,7 @@ import torch
 
 from .loading import LanguageModel
 from .capture import last_position_logits
-from .tokenization import encode_prompts
+from .tokenization import checked_target_ids, encode_prompts
 
 Head = tuple[int, int]
 Neuron = tuple[int, "int | str", int]
@@ -75,9 +75,7 @@ def hits_at_k(
     batch_size: int = 16,
 ) -> torch.Tensor:
     """Per example: is the target among the model's top-k next tokens (with the masks applied)?"""
-    target_ids = torch.as_tensor(target_ids, dtype=torch.long).reshape(-1)
-    if len(target_ids) != len(prompts):
-        raise ValueError(f"{len(target_ids)} targets for {len(prompts)} prompts; give one target per prompt")
+    target_ids = checked_target_ids(target_ids, len(prompts), lm.adapter.unembedding.shape[0])
     with masked(lm, heads=mask_heads, ffn=mask_ffn):
         logits = last_position_logits(lm, encode_prompts(lm.tokenizer, prompts, lm.max_positions), batch_size)
     top = logits.topk(k, dim=-1).indices

@@ -19,7 +19,7 @@ from .lpi import log_prob_increase
 from .memory import MIN_ELEMENTS, chunk_elements, halving_on_oom
 from .modes import MODES, ExactScores, scores_at
 from .projection import FrozenProjection
-from .tokenization import TargetTokenError, encode_prompts, target_token_ids
+from .tokenization import checked_target_ids, encode_prompts, target_token_ids
 
 @dataclass
 class Attribution:
@@ -41,15 +41,6 @@ class Attribution:
             if scores[name] is not None:
                 scores[name] = scores[name].mean(0)
         return Attribution(**scores)
-
-
-def _check_targets(target_ids: torch.Tensor, examples: int, vocab: int) -> torch.Tensor:
-    target_ids = torch.as_tensor(target_ids, dtype=torch.long).reshape(-1)
-    if target_ids.numel() != examples:
-        raise TargetTokenError(f"{target_ids.numel()} targets for {examples} prompts; give one target per prompt")
-    if target_ids.numel() and (target_ids.min() < 0 or target_ids.max() >= vocab):
-        raise TargetTokenError(f"target ids must lie in [0, {vocab}); got {target_ids.min()}..{target_ids.max()}")
-    return target_ids
 
 
 def attribute(
@@ -75,13 +66,12 @@ def attribute(
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     encoded = encode_prompts(lm.tokenizer, prompts, lm.max_positions)
     if target_ids is None and targets is not None:
-        if len(targets) != len(prompts):
-            raise TargetTokenError(f"{len(targets)} targets for {len(prompts)} prompts; give one target per prompt")
         target_ids = target_token_ids(lm.tokenizer, targets)
+    if target_ids is not None:  # checked before the forward pass
+        target_ids = checked_target_ids(target_ids, len(encoded), lm.adapter.unembedding.shape[0])
     captured = capture_last_position(lm, encoded, batch_size=batch_size, progress=progress)
     if target_ids is None:
         target_ids = captured.logits.argmax(-1)
-    target_ids = _check_targets(target_ids, len(encoded), captured.logits.shape[-1])
     scores = score_capture(lm.adapter, captured, target_ids, max_elements=max_elements, progress=progress, mode=mode)
     return scores.mean() if reduce == "mean" else scores
 

@@ -62,3 +62,13 @@ def target_token_id(tokenizer: PreTrainedTokenizerBase, answer: str) -> int:
 
 def target_token_ids(tokenizer: PreTrainedTokenizerBase, answers: Sequence[str]) -> torch.Tensor:
     return torch.tensor([target_token_id(tokenizer, a) for a in answers], dtype=torch.long)
+
+
+def checked_target_ids(target_ids: Sequence[int] | torch.Tensor, prompts: int, vocab: int) -> torch.Tensor:
+    """`target_ids` as a long tensor, after checking there is one per prompt and each is in [0, vocab)."""
+    target_ids = torch.as_tensor(target_ids, dtype=torch.long).reshape(-1)
+    if target_ids.numel() != prompts:
+        raise TargetTokenError(f"{target_ids.numel()} targets for {prompts} prompts; give one target per prompt")
+    if target_ids.numel() and (target_ids.min() < 0 or target_ids.max() >= vocab):
+        raise TargetTokenError(f"target ids must lie in [0, {vocab}); got {target_ids.min()}..{target_ids.max()}")
+    return target_ids
