@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.miniature.build import build_miniature, cache_root, run_directory
+import torch
+from safetensors.torch import load_file
+
+from fixtures.miniature.build import build_miniature, build_series, cache_root, run_directory
 from fixtures.miniature.corpus import relation_facts, render_corpus
 from fixtures.miniature.presets import PRESETS
 from lpi_core import evaluation_set
@@ -56,6 +59,18 @@ def test_same_preset_and_seed_give_bit_identical_checkpoints(smoke, tmp_path):
     again = build_miniature("smoke", cache_dir=tmp_path)
     assert weights_digest(again) == weights_digest(smoke)
     assert again.losses("dense") == smoke.losses("dense")
+
+
+def test_each_seed_is_its_own_series_with_other_weights(smoke):
+    seed1 = build_series(smoke, "moe", seed=1)
+    assert smoke.seeds == [0]  # seed 1 has no dense series yet
+    assert seed1.seed == 1 and seed1.steps == smoke.series("moe").steps
+    first, other = (load_file(Path(s.checkpoints[0].source) / "model.safetensors") for s in (smoke.series("moe"), seed1))
+    assert first.keys() == other.keys() and not any(torch.equal(first[k], other[k]) for k in first if k.endswith("proj.weight"))
+    assert smoke.losses("moe", seed=1) != smoke.losses("moe")
+    assert build_series(smoke, "moe", seed=1) == seed1  # built once: the second call only opens it
+    with pytest.raises(ValueError, match="seeds are numbered from 0"):
+        build_series(smoke, "moe", seed=-1)
 
 
 def test_cache_key_follows_the_whole_configuration(tmp_path):
@@ -113,14 +128,14 @@ def test_a_killed_build_resumes_to_the_same_checkpoints(smoke, tmp_path):
     env = {**os.environ, "TQDM_DISABLE": "1"}
     process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env)
     root = run_directory("smoke", tmp_path)
-    first = root / "moe" / f"step{PRESETS['smoke'].checkpoints[0]}"
+    first = root / "moe" / "seed0" / f"step{PRESETS['smoke'].checkpoints[0]}"
     deadline = time.time() + 120
     while not first.exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert not (root / "manifest.json").exists(), "the build finished before it could be killed"
-    for step_dir in root.glob("*/step*"):
+    assert not (root / "moe" / "seed0" / "series.json").exists(), "the build finished before it could be killed"
+    for step_dir in root.glob("*/seed*/step*"):
         assert (step_dir / "model.safetensors").exists(), f"{step_dir} is visible but incomplete"
     resumed = build_miniature("smoke", cache_dir=tmp_path)
     assert weights_digest(resumed) == weights_digest(smoke)
