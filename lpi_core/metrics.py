@@ -83,6 +83,14 @@ def ablation_drop(hit_before: float, hit_after: float) -> float:
     return 100.0 * (hit_before - hit_after) / hit_before if hit_before > 0 else float("nan")
 
 
+def knowledge_onset(steps: Sequence[int], hit: Sequence[float], chance: float) -> int | None:
+    """The first step whose HIT@10 has made half of its final gain over `chance`; None without a gain."""
+    final = hit[-1]
+    if not final > chance:
+        return None
+    return next(s for s, h in zip(steps, hit) if h - chance >= 0.5 * (final - chance))
+
+
 def bootstrap_interval(replicates: Sequence[float], level: float = 0.95) -> tuple[float, float]:
     """The percentile interval of bootstrap replicates (NaN replicates ignored)."""
     values = np.asarray(replicates, dtype=float)

@@ -10,6 +10,7 @@ from lpi_core.metrics import (
     ablation_drop,
     bootstrap_interval,
     jaccard,
+    knowledge_onset,
     positive_gain_concentration,
     random_set_jaccard,
     resample_weights,
@@ -96,3 +97,12 @@ def test_ranks_and_spearman_by_hand():
     assert spearman(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1.0, 3.0, 2.0])) == pytest.approx(0.5)
     assert spearman(torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([1.0, 8.0, 27.0, 64.0])) == pytest.approx(1.0)
     assert spearman(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([-1.0, -5.0, -9.0])) == pytest.approx(-1.0)
+
+
+def test_knowledge_onset_on_a_hand_made_trajectory():
+    steps = [10, 20, 30, 40, 50, 60]
+    hit = [0.01, 0.02, 0.20, 0.31, 0.45, 0.61]  # final gain over chance 0.01: 0.60, half of it: 0.30
+    assert knowledge_onset(steps, hit, chance=0.01) == 40  # 0.31 - 0.01 >= 0.30; 0.20 is not
+    assert knowledge_onset(steps, [0.5, 0.55, 0.6, 0.6, 0.6, 0.6], chance=0.01) == 10  # competent from the start
+    assert knowledge_onset(steps, [0.01] * 6, chance=0.01) is None  # never learned
+    assert knowledge_onset(steps, [0.01, 0.3, 0.05, 0.1, 0.2, 0.21], chance=0.01) == 20  # the first crossing
