@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fixtures.miniature.build import build_miniature, build_series, cache_root, run_directory
+from fixtures.miniature.build import MiniatureRun, build_miniature, build_series, cache_root, run_directory
 from fixtures.miniature.corpus import object_counts, relation_facts, render_corpus
 from fixtures.miniature.figure import training_figure
 from fixtures.miniature.presets import PRESETS
@@ -200,3 +201,11 @@ def test_a_killed_build_resumes_to_the_same_checkpoints(smoke, tmp_path):
     assert weights_digest(resumed) == weights_digest(smoke)
     assert resumed.losses("moe") == smoke.losses("moe")
     assert not list(root.rglob(f"{TMP_PREFIX}*")) and not list(root.rglob("trainer_state.pt"))
+
+
+def test_hit_at_10_comes_back_in_step_order(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps({"preset": "x", "prior_baseline_hit_at_10": 0.8}))
+    (tmp_path / "moe" / "seed0").mkdir(parents=True)
+    recorded = {"hit_at_10": {"120": 0.5, "16": 0.1, "8": 0.0}}
+    (tmp_path / "moe" / "seed0" / "series.json").write_text(json.dumps(recorded, sort_keys=True))
+    assert list(MiniatureRun(tmp_path).hit_at_10("moe").items()) == [(8, 0.0), (16, 0.1), (120, 0.5)]
