@@ -1,9 +1,4 @@
-"""Load a causal LM (hub id + revision, or a local `save_pretrained` directory) with its adapter.
-
-Attention runs eagerly (matmul, softmax, matmul): on the CPU, the fused SDPA kernel splits its
-reductions by thread, so the same checkpoint gave other activations with 1 and with 2 threads;
-the eager path's reductions do not depend on the thread count, so neither do the scores.
-"""
+"""Load a causal LM (hub id + revision, or a local `save_pretrained` directory) with its adapter."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,8 +10,6 @@ from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from .adapters import Adapter, UnsupportedArchitectureError, adapter_for, SUPPORTED_MODEL_TYPES
-
-ATTENTION = "eager"  # thread-count independent on the CPU (see the module docstring)
 
 
 class CheckpointError(OSError):
@@ -48,8 +41,7 @@ class LanguageModel:
 
 
 def wrap_model(model: nn.Module, tokenizer: PreTrainedTokenizerBase, name: str = "<in-memory>") -> LanguageModel:
-    """Wrap a model already in memory (a freshly trained one, say); its attention is switched to eager."""
-    model.set_attn_implementation(ATTENTION)
+    """Wrap a model already in memory (a freshly trained one, say)."""
     model.eval()
     return LanguageModel(model=model, tokenizer=tokenizer, adapter=adapter_for(model), name=name)
 
@@ -83,7 +75,7 @@ def load_model(
         )
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, **hub)
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, attn_implementation=ATTENTION, **hub).to(device)
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, **hub).to(device)
     except (OSError, ValueError, SafetensorError) as err:
         raise CheckpointError(
             f"{where}: the checkpoint's tokenizer or weights cannot be read ({err}). A missing or truncated "

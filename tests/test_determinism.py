@@ -1,4 +1,4 @@
-"""Scores do not depend on the thread layout: 1 thread and 2 threads give the same bits.
+"""Scores do not depend on the thread layout: 1 thread and 2 threads give the same bits (lpi_core/reproducible.py).
 
 A record is computed with two threads under `pytest claims` and with one thread per worker under
 `pytest claims -n 2`; these tests hold each step of it (forward capture, every score, HIT@10 with
@@ -12,7 +12,7 @@ import torch
 
 from lpi_core import attribute, hits_at_k
 from lpi_core.capture import capture_last_position
-from lpi_core.loading import ATTENTION
+from lpi_core.reproducible import mkl_reproducibility
 from lpi_core.tokenization import encode_prompts
 
 from .helpers import facts, tiny_lm
@@ -56,7 +56,12 @@ def test_capture_and_scores_are_bit_identical_with_one_and_two_threads(family, t
     assert torch.equal(hits1, hits2)
 
 
-def test_models_attend_eagerly():
-    """The fused SDPA kernel's reductions depend on the thread count on some CPUs; eager's do not."""
-    assert ATTENTION == "eager"
-    assert tiny_lm("olmoe").model.config._attn_implementation == "eager"
+@pytest.mark.skipif(not torch.backends.mkl.is_available(), reason="torch without MKL: its BLAS has no strict mode to check")
+def test_small_matrix_products_are_bit_identical_with_one_and_two_threads(threads):
+    """MKL's strict reproducibility (set by importing lpi_core): without it, 5-11-row float32 products
+    (a prompt's tokens, the tokens routed to one expert) differ between 1 and 2 threads on AMD EPYC."""
+    generator = torch.Generator().manual_seed(0)
+    for rows in range(1, 41):
+        x, w = torch.randn(rows, 64, generator=generator), torch.randn(64, 128, generator=generator)
+        assert torch.equal(threads(1, lambda: x @ w), threads(2, lambda: x @ w)), rows
+    assert mkl_reproducibility() == "strict"
