@@ -6,12 +6,15 @@ the few tokens routed to one expert), so the same checkpoint gave other activati
 scores, with 1 thread than with 2. With `MKL_CBWR=AUTO,STRICT` MKL's GEMM gives the same bits
 whatever the thread count, at the fastest code path of the CPU. MKL reads the setting at its first
 call, so importing lpi_core sets it (unless the user chose an MKL_CBWR of their own) before any
-computation; `mkl_reproducibility()` reports the mode MKL actually runs in.
+computation; `mkl_reproducibility()` reports the mode MKL actually runs in, and
+`numeric_environment()` everything of the machine that the last bits of a result depend on.
 """
 from __future__ import annotations
 
 import ctypes
 import os
+import platform
+from pathlib import Path
 
 STRICT = "AUTO,STRICT"
 _STRICT_FLAG = 0x10000  # MKL_CBWR_STRICT in mkl_cbwr.h
@@ -34,3 +37,26 @@ def mkl_reproducibility() -> str:
     except (OSError, AttributeError):
         return "unknown"
     return "strict" if mode & _STRICT_FLAG else "off"
+
+
+def cpu_model() -> str:
+    """The processor's model name (from /proc/cpuinfo where there is one)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def numeric_environment() -> dict[str, str | int]:
+    """What a result's last bits depend on besides code and data: CPU, kernel set, threads, MKL mode."""
+    import torch
+
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count() or 0,
+        "threads": torch.get_num_threads(),
+        "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "mkl": mkl_reproducibility(),
+    }

@@ -12,7 +12,7 @@ import torch
 
 from lpi_core import attribute, hits_at_k
 from lpi_core.capture import capture_last_position
-from lpi_core.reproducible import mkl_reproducibility
+from lpi_core.reproducible import mkl_reproducibility, numeric_environment
 from lpi_core.tokenization import encode_prompts
 
 from .helpers import facts, tiny_lm
@@ -65,3 +65,11 @@ def test_small_matrix_products_are_bit_identical_with_one_and_two_threads(thread
         x, w = torch.randn(rows, 64, generator=generator), torch.randn(64, 128, generator=generator)
         assert torch.equal(threads(1, lambda: x @ w), threads(2, lambda: x @ w)), rows
     assert mkl_reproducibility() == "strict"
+
+
+def test_numeric_environment_names_the_layout_a_result_came_from(threads):
+    one, two = threads(1, numeric_environment), threads(2, numeric_environment)
+    assert (one["threads"], two["threads"]) == (1, 2)
+    assert one["aten_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert one["mkl"] == ("strict" if torch.backends.mkl.is_available() else "no MKL")
+    assert one["cpu"] and one["cores"] >= 1
