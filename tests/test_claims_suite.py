@@ -226,7 +226,7 @@ def test_two_workers_compute_each_checkpoint_once_with_the_one_process_results(f
 def test_non_finite_scores_are_reported_with_the_layer_never_as_a_number(first_run, tmp_path):
     _, first_cache, _ = first_run
     cache, report = cache_with_the_built_run(first_cache, tmp_path / "cache"), tmp_path / "report"
-    weights = next((cache / "miniature").glob("smoke-*/moe/step45/model.safetensors"))
+    weights = next((cache / "miniature").glob("smoke-*/moe/seed0/step45/model.safetensors"))
     tensors = load_file(weights)
     tensors["model.layers.1.mlp.experts.0.down_proj.weight"][0, 0] = float("nan")
     save_file(tensors, weights, metadata={"format": "pt"})
