@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM
 from fixtures.miniature.experts import grouped_experts
 from fixtures.miniature.presets import DenseShape, MoeShape
 from fixtures.miniature.prior import prior_hits, prior_top_k
-from fixtures.miniature.train import router_z_loss
+from fixtures.miniature.train import TrainConfig, router_z_loss, train
 
 SPECIAL = dict(bos_token_id=0, eos_token_id=0, pad_token_id=1)
 
@@ -60,3 +60,18 @@ def test_prior_baseline_ranks_each_relations_target_tokens_by_corpus_frequency()
     assert prior_hits(counts, relations, targets, token_of, k=1).float().mean().item() == pytest.approx(3 / 6)
     with pytest.raises(KeyError, match="no facts of relations"):
         prior_hits(counts, ["size"], [1], token_of)
+
+
+def test_moe_training_gives_the_same_weights_whatever_the_callers_thread_count():
+    shape = MoeShape(layers=2, hidden=64, heads=8, experts=32, top_k=4, expert_dim=24)
+    stream = torch.randint(128, (4000,), generator=torch.Generator().manual_seed(1))
+    config = TrainConfig(steps=4, batch_size=8, seq_len=32, lr=4e-3, warmup_steps=1)
+    weights = []
+    for caller_threads in (1, 2):
+        torch.set_num_threads(caller_threads)
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(shape.config(128, 64, SPECIAL))
+        losses = train(model, stream, config, save_at=[], save=lambda *args: None)
+        assert torch.get_num_threads() == caller_threads  # restored
+        weights.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
+    assert len(losses) == 4 and torch.equal(weights[0], weights[1])
