@@ -40,7 +40,7 @@ Measure = Callable[[SeriesMeasurements, Context], Estimate]
 class Quantity:
     label: str
     measure: Measure
-    set_statistic: bool = False  # J_stab or R_t: the basic interval, and controls beside it
+    set_statistic: bool = False  # J_stab or R_t: the centred percentile interval, and controls beside it
     percent: bool = False  # a fraction shown ×100 with a % sign
     unit: str = ""
 

@@ -3,8 +3,9 @@
 Replicate r of a quantity pools the seeds drawn for r (with replacement), each at its own
 example resample; the draws depend only on (seeds, replicates), so the MoE side, the dense side
 and their contrast use the same seeds and the same example resamples. Set statistics (J_stab,
-R_t) use the basic interval, which corrects the downward bias that resampling adds at the top-1%
-boundary (tests/test_intervals.py measures it); other quantities the percentile interval.
+R_t) use the centred percentile interval, which removes the downward bias that resampling adds
+at the top-1% boundary (tests/test_intervals.py measures it); other quantities the percentile
+interval.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lpi_core.metrics import basic_bootstrap_interval, bootstrap_interval
+from lpi_core.metrics import centred_percentile_interval, bootstrap_interval
 
 DRAW_SEED = 20_260_108  # the seed of the seed draws and row permutations: fixed, so reports repeat
 
@@ -63,11 +64,11 @@ def pool(per_seed: list[Estimate]) -> Estimate:
 
 def interval(estimate: Estimate, set_statistic: bool) -> tuple[float, float]:
     if set_statistic:
-        return basic_bootstrap_interval(estimate.point, estimate.replicates)
+        return centred_percentile_interval(estimate.point, estimate.replicates)
     return bootstrap_interval(estimate.replicates)
 
 
 def method(set_statistic: bool, seeds: int, replicates: int) -> str:
-    kind = "basic" if set_statistic else "percentile"
+    kind = "centred percentile" if set_statistic else "percentile"
     over = f"{seeds} seeds, then examples (hierarchical)" if seeds > 1 else "examples (one seed)"
     return f"{kind} bootstrap, {replicates} resamples over {over}"

@@ -102,12 +102,19 @@ def bootstrap_interval(replicates: Sequence[float], level: float = 0.95) -> tupl
     return (float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail)))
 
 
-def basic_bootstrap_interval(estimate: float, replicates: Sequence[float], level: float = 0.95) -> tuple[float, float]:
-    """The basic (reverse-percentile) interval [2θ̂ - q_hi, 2θ̂ - q_lo]: a replicate's offset from θ̂
-    stands for θ̂'s offset from the truth, so a bias of the replicates (e.g. the rank noise that
-    resampling adds at a top-1% boundary) is corrected instead of copied into the interval."""
-    low, high = bootstrap_interval(replicates, level)
-    return (2 * estimate - high, 2 * estimate - low)
+def centred_percentile_interval(estimate: float, replicates: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """The percentile interval of the replicates moved by (θ̂ - their median): their spread, centred on θ̂.
+
+    For top-1% set statistics the replicates sit below θ̂ (resampling adds rank noise at the set's
+    boundary on top of the sample's own), so the plain percentile interval is biased low; this one
+    keeps the bootstrap's spread without that shift (tests/test_intervals.py measures both)."""
+    values = np.asarray(replicates, dtype=float)
+    values = values[~np.isnan(values)]
+    if values.size == 0 or not math.isfinite(estimate):
+        return (float("nan"), float("nan"))
+    low, high = bootstrap_interval(values, level)
+    shift = estimate - float(np.median(values))
+    return (low + shift, high + shift)
 
 
 def split_half_jaccard(half_a: torch.Tensor, half_b: torch.Tensor, fraction: float = 0.01) -> float:
