@@ -156,10 +156,10 @@ def resampled_means(per_example: torch.Tensor, counts: torch.Tensor) -> torch.Te
 
 
 def top_fraction_mask(scores: np.ndarray, fraction: float = 0.01) -> np.ndarray:
-    """[R, U] -> bool [R, U]: each row's top-`fraction` units by |score| (ties: the lower index first)."""
+    """[R, U] -> bool [R, U]: each row's top-`fraction` units by |score| (a deterministic selection)."""
     flat = np.abs(scores.reshape(scores.shape[0], -1))
     k = max(1, round(fraction * flat.shape[1]))
-    order = np.argsort(-flat, axis=1, kind="stable")[:, :k]
+    order = np.argpartition(-flat, k - 1, axis=1)[:, :k]
     mask = np.zeros(flat.shape, dtype=bool)
     np.put_along_axis(mask, order, True, axis=1)
     return mask
@@ -177,7 +177,7 @@ def positive_gain_concentration_rows(prev: np.ndarray, cur: np.ndarray, fraction
     averaged over the layers with any gain (NaN where none has)."""
     gain = np.clip(cur.astype(np.float64) - prev.astype(np.float64), 0, None)  # [R, L, U]
     k = max(1, round(fraction * gain.shape[2]))
-    top = -np.sort(-gain, axis=2)[:, :, :k].sum(2)
+    top = np.sort(-np.partition(-gain, k - 1, axis=2)[:, :, :k], axis=2).sum(2)  # sorted: one order of additions
     total = gain.sum(2)
     shares = np.where(total > 0, top / np.where(total > 0, total, 1), np.nan)
     with np.errstate(invalid="ignore"):
