@@ -14,18 +14,17 @@ def load_family(config: SuiteConfig, family: str, compute: bool, rotate: int = 0
     series_list = config.series(family, build=compute, rotate=rotate)
     data, options = config.data(), config.run_options()
     store = RecordStore(config.cache)
-    checkpoints = [c for s in series_list for c in s.checkpoints]
     if compute:
-        found = store.ensure_all(checkpoints, data, options, rotate=rotate)
-    else:
-        found, missing = store.load_all(checkpoints, data, options)
+        store.ensure_all([c for s in series_list for c in s.checkpoints], data, options, rotate=rotate, keep=False)
+    measured, described = [], []
+    for series in series_list:  # one series' records in memory at a time
+        found, missing = store.load_all(series.checkpoints, data, options)
         if missing:
-            steps = sorted({c.step for c in missing})
-            raise FileNotFoundError(f"{series_list[0].name}: the cache {config.cache} has no records for steps {steps}; run the claims on them first")
-    measured, described, start = [], [], 0
-    for series in series_list:
-        records = {c.step: r for c, r in zip(series.checkpoints, found[start : start + len(series.checkpoints)])}
-        start += len(series.checkpoints)
+            steps = [c.step for c in missing]
+            raise FileNotFoundError(
+                f"{series.name} seed {series.seed}: the cache {config.cache} has no records for steps {steps}; run the claims on them first"
+            )
+        records = dict(zip(series.steps, found))
         measured.append(measure_series(family, series.name, series.seed, series.total_steps, records))
         described.append(
             {

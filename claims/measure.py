@@ -87,7 +87,7 @@ def measure_series(family: str, name: str, seed: int, total_steps: int, records:
     recs = [records[s] for s in steps]
     array = lambda r, key: r[key].double().numpy()  # noqa: E731
     ffn, attn = [array(r, "ffn") for r in recs], [array(r, "attn") for r in recs]
-    boot_ffn, boot_attn = [array(r, "boot_ffn") for r in recs], [array(r, "boot_attn") for r in recs]
+    boot_ffn, boot_attn = [r["boot_ffn"].numpy() for r in recs], [r["boot_attn"].numpy() for r in recs]  # float32: selection only
     reps = boot_ffn[0].shape[0]
     n = recs[0]["hits"]["base"].numel()
     counts = resample_weights(n, reps).double().numpy()

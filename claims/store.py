@@ -94,9 +94,11 @@ class RecordStore:
         compute: Callable[[Checkpoint, Data, RunOptions], dict] = compute_record,
         rotate: int = 0,
         poll_seconds: float = 0.5,
-    ) -> list[dict]:
+        keep: bool = True,
+    ) -> list[dict | None]:
         """The record of every checkpoint (of any series and seed), in order, computing the missing
-        ones; `rotate` staggers the workers' starting points."""
+        ones; `rotate` staggers the workers' starting points; `keep=False` only makes sure they exist
+        (None in their place: a run's records together can exceed the memory)."""
         order = list(range(len(checkpoints)))
         if order:
             shift = rotate % len(order)
@@ -118,7 +120,7 @@ class RecordStore:
                                 self.save(key, record)
                     except Timeout:
                         continue  # another worker computes it; come back later
-                found[i] = record
+                found[i] = record if keep else None
                 order.remove(i)
                 progressed = True
             if order and not progressed:

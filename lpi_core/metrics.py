@@ -117,12 +117,6 @@ def centred_percentile_interval(estimate: float, replicates: Sequence[float], le
     return (low + shift, high + shift)
 
 
-def split_half_jaccard(half_a: torch.Tensor, half_b: torch.Tensor, fraction: float = 0.01) -> float:
-    """The noise ceiling of J_stab: the Jaccard of the top-`fraction` sets of two disjoint halves of the
-    examples at one checkpoint (what J_stab would be if nothing changed but the examples)."""
-    return topk_jaccard(half_a, half_b, fraction)
-
-
 def resample_weights(examples: int, replicates: int, seed: int = 0) -> torch.Tensor:
     """[replicates, examples] multiplicities of bootstrap resamples (each row sums to `examples`)."""
     generator = torch.Generator().manual_seed(seed)
