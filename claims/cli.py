@@ -20,7 +20,7 @@ def parser() -> argparse.ArgumentParser:
         if option.kind is bool:
             report.add_argument(f"--{option.name}", action="store_true", help=f"the records were computed with this: {option.help}")
         else:
-            report.add_argument(f"--{option.name}", default=None, help=option.help.replace("%%", "%"))
+            report.add_argument(f"--{option.name}", default=None, help=option.help)
     report.add_argument("--family", choices=FAMILIES, action="append", help="only this family (repeatable)")
     return main
 
