@@ -23,6 +23,7 @@ import transformers
 from fixtures.series import Checkpoint
 from lpi_core import Attribution, LanguageModel, attribute, hits_at_k
 from lpi_core.metrics import resample_weights, resampled_means
+from lpi_core.reproducible import numeric_environment
 from lpi_core.tokenization import target_token_ids
 
 RECORD_FORMAT = 2
@@ -157,6 +158,7 @@ def compute_record(checkpoint: Checkpoint, data: Data, options: RunOptions, prog
             "examples": n,
             "seconds": round(time.time() - started, 1),
             "versions": versions(),
+            "machine": numeric_environment(),
             "format": RECORD_FORMAT,
         },
     }

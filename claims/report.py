@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from lpi_core.atomic import atomic_write_json, atomic_write_text
+from lpi_core.reproducible import numeric_environment
 
 from .catalogue import CLAIMS
 from .evaluate import ClaimResult, evaluate, families_of
@@ -49,6 +50,7 @@ def build_report(
         "scales": {f"{f} seed {s}": scale.describe() for (f, s), scale in sorted(scales.items())},
         "windows": {f"{f} seed {s}": {w.name: scale.window(w) for w in WINDOWS} for (f, s), scale in sorted(scales.items())},
         "versions": versions(),
+        "machine": numeric_environment(),
         "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "not_measured": not_measured or {},
     }

@@ -8,6 +8,11 @@ from tabulate import tabulate
 from .evaluate import ClaimResult
 from .options import READINGS
 
+MACHINE_NOTE = (
+    "Results do not depend on the thread count or the number of workers; on another CPU or kernel set their last "
+    "bits differ, and a miniature rebuilt there follows another training trajectory: compare its verdicts with the "
+    "seed spread, not with this table."
+)
 SCORES = {
     "exact": "exact Gated-LPI (the paper's score)",
     "first-order": "first-order approximation of Gated-LPI (opt-in, not the paper's exact score)",
@@ -98,5 +103,6 @@ def markdown(results: Sequence[ClaimResult], context: dict) -> str:
             lines.append(f"- **{family}** seed {s['seed']}: `{info['name']}`, checkpoints (step: revision, commit): " + ", ".join(
                 f"{c['step']}: {c['revision'] or 'local'} {c['commit'] or ''}".strip() for c in s["checkpoints"]
             ))
-    lines += ["", "## Versions", "", "- " + ", ".join(f"{k} {v}" for k, v in context["versions"].items()), ""]
+    lines += ["", "## Versions", "", "- " + ", ".join(f"{k} {v}" for k, v in context["versions"].items())]
+    lines += ["", "## Machine", "", "- " + ", ".join(f"{k} {v}" for k, v in context["machine"].items()), f"- {MACHINE_NOTE}", ""]
     return "\n".join(lines)

@@ -20,6 +20,7 @@ from claims.catalogue import CLAIMS, claim_sides
 from claims.store import RecordStore
 from claims.verdicts import NOT_MEASURED, VERDICTS, verdict
 from lpi_core.atomic import TMP_PREFIX
+from lpi_core.reproducible import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 EVERY_TEST = {f"{c}-{s}" for c, s in claim_sides()}
@@ -71,6 +72,10 @@ def test_report_holds_every_check_with_its_interval_and_a_verdict_that_follows_t
     assert moe["steps"] == [15, 30, 45, 60] and len(moe["jstab_ffn"]["values"]) == 3 and moe["seed"] == 0
     versions = payload["context"]["versions"]
     assert versions["torch"] == torch.__version__ and re.fullmatch(r"\d+\.\d+\.\d+\+[0-9a-f]{12}", versions["code"])
+    machine = payload["context"]["machine"]
+    assert machine["cpu"] == cpu_model() and machine["aten_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert f"cpu {cpu_model()}" in markdown and "compare its verdicts with the seed spread" in markdown
+    assert all(r["meta"]["machine"]["cpu"] == cpu_model() for r in records_by_checkpoint(cache).values())
     assert "claims vs measured" in done.stdout
     assert sum(1 for line in done.stdout.splitlines() if line.startswith("claim ")) == len(EVERY_TEST)
 
