@@ -1,7 +1,8 @@
 """The lpi-claims pytest plugin: options, markers and hooks in one place.
 
     pytest claims                       # the miniature replication (embedded default), on CPU
-    pytest claims -k moe --gpu -n 2     # the MoE claims, on GPUs, two workers
+    pytest claims -k moe --gpu -n 2     # the MoE-side checks only (the dense series is never loaded)
+    pytest claims -k contrast           # the MoE − dense comparisons
     pytest claims --suite paper --gpu   # the paper's checkpoints from the hub
 """
 from __future__ import annotations
@@ -10,59 +11,28 @@ import os
 
 import pytest
 
-from claims.evaluate import NOT_MEASURED
+from claims.options import OPTIONS
 from claims.suite import SuiteConfig, SuiteOptionError
+from claims.verdicts import NOT_MEASURED
 
 SUITE = pytest.StashKey[SuiteConfig]()
+FAMILIES_IN_RUN = pytest.StashKey[tuple[str, ...]]()  # the families the selected claim tests read
 pytest_plugins = ["pytester"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("lpi-claims", "paper claims replication")
-    group.addoption("--gpu", action="store_true", help="run attribution on CUDA in bfloat16 (default: CPU, float32)")
-    group.addoption("--suite", default="miniature", help="miniature (embedded default) or paper (hub checkpoints)")
-    group.addoption("--preset", default="default", help="miniature preset: smoke, default or large")
-    group.addoption("--moe-model", help="--suite paper: the MoE hub repository (default allenai/OLMoE-1B-7B-0924)")
-    group.addoption("--dense-model", help="--suite paper: the dense hub repository (default allenai/OLMo-7B-0424-hf)")
-    group.addoption("--checkpoints", default="", help="comma-separated training steps: a subset of the series")
-    group.addoption("--examples", default=None, help="use N of the 906 evaluation examples (a quick look)")
-    group.addoption("--bootstrap", default="100", help="bootstrap resamples for the 95%% intervals")
-    group.addoption(
-        "--lpi-mode", default="exact", help="exact Gated-LPI (the paper's score) or first-order (a faster approximation)"
-    )
-    group.addoption("--cache-dir", help="cache for checkpoints and records (default $LPI_CLAIMS_CACHE or ~/.cache/lpi-claims)")
-    group.addoption("--report-dir", default="reports", help="where claims.md, claims.json and the figures go")
-
-
-def _integer(config: pytest.Config, name: str) -> int | None:
-    value = config.getoption(name)
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise pytest.UsageError(f"--{name} must be an integer, not {value!r}") from None
+    for option in OPTIONS:
+        if option.kind is bool:
+            group.addoption(f"--{option.name}", action="store_true", help=option.help)
+        else:
+            default = f" (default {option.default})" if option.default not in (None, "") else ""
+            group.addoption(f"--{option.name}", default=None, help=option.help + default)
 
 
 def suite_from_options(config: pytest.Config) -> SuiteConfig:
     try:
-        steps = tuple(int(s) for s in config.getoption("checkpoints").split(",") if s.strip())
-    except ValueError:
-        raise pytest.UsageError(f"--checkpoints must be comma-separated steps, not {config.getoption('checkpoints')!r}") from None
-    try:
-        return SuiteConfig(
-            suite=config.getoption("suite"),
-            preset=config.getoption("preset"),
-            gpu=config.getoption("gpu"),
-            moe_model=config.getoption("moe_model"),
-            dense_model=config.getoption("dense_model"),
-            checkpoints=steps,
-            examples=_integer(config, "examples"),
-            bootstrap=_integer(config, "bootstrap"),
-            cache_dir=config.getoption("cache_dir"),
-            report_dir=config.getoption("report_dir"),
-            lpi_mode=config.getoption("lpi_mode"),
-        )
+        return SuiteConfig.from_options({o.field: config.getoption(o.field) for o in OPTIONS})
     except SuiteOptionError as err:
         raise pytest.UsageError(str(err)) from None
 
@@ -73,16 +43,14 @@ def _pin_worker_resources(suite: SuiteConfig) -> None:
     if worker is None:
         return
     index, count = int(worker[2:]), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    import torch
+
     if suite.gpu:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        import torch
-
         devices = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
         if devices:
             os.environ["CUDA_VISIBLE_DEVICES"] = devices[index % len(devices)]
     else:
-        import torch
-
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // count))
 
 
@@ -91,6 +59,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gpu: needs CUDA; runs only with --gpu")
     suite = suite_from_options(config)
     config.stash[SUITE] = suite
+    config.stash[FAMILIES_IN_RUN] = ()
     if suite.gpu:
         import torch
 
@@ -109,8 +78,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     suite = config.stash[SUITE]
     return [
         f"lpi-claims: torch {torch.__version__}, transformers {transformers.__version__}, CUDA {cuda}",
-        f"lpi-claims: suite={suite.suite} preset={suite.preset} gpu={suite.gpu} examples={suite.examples or 906} "
-        f"scores={suite.lpi_mode}",
+        f"lpi-claims: suite={suite.suite} preset={suite.preset} seeds={suite.seed_count} gpu={suite.gpu} "
+        f"examples={suite.examples or 906} bootstrap={suite.bootstrap} scores={suite.lpi_mode} "
+        f"rank-by={suite.rank_by} target={suite.target} rho-pairs={suite.rho_pairs}",
     ]
 
 
@@ -123,8 +93,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """After -k/-m selection: the families the selected claim tests read (they share one paper scale)."""
+    from claims.evaluate import families_of
+
+    sides = {item.callspec.params["side"] for item in session.items if hasattr(item, "callspec") and "side" in item.callspec.params}
+    session.config.stash[FAMILIES_IN_RUN] = tuple(f for f in ("moe", "dense") if any(f in families_of(s) for s in sides))
+
+
 class ClaimsReporter:
-    """On the controlling process: a line per claim as it finishes, then the report from the cache."""
+    """On the controlling process: a line per test as it finishes, then the report from the cache."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
@@ -133,32 +111,37 @@ class ClaimsReporter:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         props = dict(report.user_properties)
-        if report.when != "call" or "claim" not in props:
+        if report.when != "call" or "test_id" not in props:
             return
-        test_id = f"{props['claim']}[{props['family']}]"
-        if props["verdict"] == NOT_MEASURED:
-            self.not_measured[test_id] = props["measured"]
+        if props["verdict"] == NOT_MEASURED and props.get("error"):
+            self.not_measured[props["test_id"]] = props["measured"]
         else:
-            self.claims[test_id] = props
+            self.claims[props["test_id"]] = props
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             if reporter._tw.width_of_current_line:  # after -q progress characters
                 reporter._tw.line()
-            reporter.write_line(f"claim {test_id}: {props['verdict']}: {props['measured']}")
+            reporter.write_line(f"claim {props['test_id']}: {props['verdict']}: {props['measured']}")
 
     def pytest_terminal_summary(self, terminalreporter, exitstatus: int, config: pytest.Config) -> None:
         if not self.claims and not self.not_measured:
             return
-        from claims.report import build_report, series_measurements, table
+        from claims.loading import load_family
+        from claims.report import build_report
+        from claims.table import table
 
         suite = config.stash[SUITE]
-        families = sorted({p["family"] for p in self.claims.values()})
+        families = sorted({f for p in self.claims.values() for f in p["families"].split(",")} | self._anchors())
         measured, info = {}, {}
         for family in families:
-            measured[family], info[family] = series_measurements(suite, family, compute=False)
-        results, out = build_report(suite, measured, info, claim_ids=set(self.claims), not_measured=self.not_measured)
+            measured[family], info[family] = load_family(suite, family, compute=False)
+        results, out = build_report(suite, measured, info, test_ids=set(self.claims), not_measured=self.not_measured)
         terminalreporter.section("lpi-claims: claims vs measured")
         terminalreporter.write_line(table(results, suite.lpi_mode))
         for test_id, reason in self.not_measured.items():
             terminalreporter.write_line(f"{test_id}: {NOT_MEASURED}: {reason}")
         terminalreporter.write_line(f"report: {out}/claims.md, {out}/claims.json, figures in {out}/")
+
+    def _anchors(self) -> set[str]:
+        """The families whose onsets anchored the tests' paper scale (measured ones only)."""
+        return {f for p in self.claims.values() for f in p["scale_families"].split(",") if f}

@@ -1,30 +1,33 @@
-"""Fixtures of the claim tests: the suite's measured series, computed once per process from the cache."""
+"""Fixtures of the claim tests: the run's measured series, computed once per process from the cache."""
 from __future__ import annotations
 
 from typing import Callable
 
 import pytest
 
-from conftest import SUITE
+from conftest import FAMILIES_IN_RUN, SUITE
 
-from .evaluate import NOT_MEASURED, REPLICATED, claim_by_id, evaluate
+from .catalogue import claim_by_id
+from .evaluate import families_of, evaluate
+from .loading import load_family, scales_for
 from .measure import SeriesMeasurements
-from .records import NonFiniteScoresError, worker_index
-from .report import series_measurements
+from .records import NonFiniteScoresError
+from .store import worker_index
+from .verdicts import NOT_MEASURED, REPLICATED
 
 
 @pytest.fixture(scope="session")
-def measured(pytestconfig) -> Callable[[str], SeriesMeasurements]:
-    """family -> its measurements; records are computed where missing (one worker per checkpoint)."""
+def measured(pytestconfig) -> Callable[[str], list[SeriesMeasurements]]:
+    """family -> its measurements, one per seed; records are computed where missing (one worker each)."""
     suite = pytestconfig.stash[SUITE]
-    cache: dict[str, SeriesMeasurements | NonFiniteScoresError] = {}
+    cache: dict[str, list[SeriesMeasurements] | NonFiniteScoresError] = {}
 
-    def get(family: str) -> SeriesMeasurements:
+    def get(family: str) -> list[SeriesMeasurements]:
         if family not in cache:
             try:
-                cache[family] = series_measurements(suite, family, compute=True, rotate=worker_index())[0]
+                cache[family] = load_family(suite, family, compute=True, rotate=worker_index())[0]
             except NonFiniteScoresError as err:
-                cache[family] = err  # every claim of the family reports it; nothing is recomputed
+                cache[family] = err  # every test that reads the family reports it; nothing is recomputed
         if isinstance(cache[family], NonFiniteScoresError):
             raise cache[family]
         return cache[family]
@@ -33,25 +36,33 @@ def measured(pytestconfig) -> Callable[[str], SeriesMeasurements]:
 
 
 @pytest.fixture
-def check_claim(measured, record_property) -> Callable[[str, str], None]:
-    """Evaluate a claim for a family, record its numbers, and fail unless it replicates."""
+def check_claim(pytestconfig, measured, record_property) -> Callable[[str, str], None]:
+    """Evaluate one side of a claim, record its numbers, and fail unless it replicates."""
 
-    def check(claim_id: str, family: str) -> None:
-        record_property("claim", claim_id)
-        record_property("family", family)
+    def check(claim_id: str, side: str) -> None:
+        test_id = f"{claim_id}-{side}"
+        families = families_of(side)
+        record_property("test_id", test_id)
+        record_property("families", ",".join(families))
         try:
-            measurements = measured(family)
+            needed = {f: measured(f) for f in families}
         except NonFiniteScoresError as err:
             record_property("verdict", NOT_MEASURED)
             record_property("measured", str(err))
-            pytest.fail(f"{claim_id}[{family}] is not measured: {err}", pytrace=False)
-        result = evaluate(claim_by_id(claim_id), measurements)
+            record_property("error", True)
+            record_property("scale_families", "")
+            pytest.fail(f"{test_id} is not measured: {err}", pytrace=False)
+        anchors = dict(needed)
+        for family in pytestconfig.stash[FAMILIES_IN_RUN]:  # the run's families share one paper scale
+            if family not in anchors:
+                try:
+                    anchors[family] = measured(family)
+                except NonFiniteScoresError:
+                    pass  # a family that cannot be measured cannot anchor the scale
+        record_property("scale_families", ",".join(sorted(anchors)))
+        result = evaluate(claim_by_id(claim_id), side, needed, scales_for(pytestconfig.stash[SUITE], anchors), pytestconfig.stash[SUITE].rho_pairs)
         record_property("verdict", result.verdict)
-        record_property("measured", "; ".join(f"{c.label} {c.shown}" for c in result.checks))
-        for c in result.checks:
-            record_property(f"{c.label}.value", c.value)
-            record_property(f"{c.label}.ci_low", c.interval[0])
-            record_property(f"{c.label}.ci_high", c.interval[1])
+        record_property("measured", "; ".join(f"{c.label} {c.shown}: {c.verdict}" for c in result.checks))
         if result.verdict != REPLICATED:
             pytest.fail(result.message(), pytrace=False)
 

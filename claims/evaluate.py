@@ -1,113 +1,158 @@
-"""Verdicts: a claim's checks against a series' measurements, with 95% bootstrap intervals."""
+"""A claim's side (moe, dense or contrast) evaluated on the measured series: values, intervals, verdicts, controls."""
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from lpi_core.metrics import bootstrap_interval, random_set_jaccard
+import numpy as np
 
-from .catalogue import CLAIMS, Check, Claim
+from lpi_core.metrics import random_set_jaccard
+
+from .catalogue import Check, Claim, Context
+from .intervals import Estimate, interval, method, pool
 from .measure import SeriesMeasurements
+from .verdicts import combine, verdict
+from .windows import PaperScale
 
-REPLICATED, NOT_REPLICATED, INCONCLUSIVE = "replicated", "not replicated", "inconclusive"
-NOT_MEASURED = "not measured"  # the checkpoints' scores could not be computed (e.g. non-finite)
-MIN_TOP_UNITS = {"attn": 20, "ffn": 50}  # SPEC: top-1% sets smaller than this are not comparable
+FAMILY_NAMES = {"moe": "MoE", "dense": "dense"}
 
 
 @dataclass
 class CheckResult:
     label: str
+    side: str
     paper: str
+    source: str
     op: str
     threshold: float
     value: float
     interval: tuple[float, float]
-    steps: list[int]
     verdict: str
+    checkpoints: dict[str, list[int]]  # family -> the checkpoints used (over all seeds)
+    method: str
+    magnitudes: dict[str, dict]  # family -> {"value", "interval"}: each model's own number (a contrast's two sides)
     shown: str  # value [interval], formatted
     threshold_shown: str
+    untestable: str | None = None
 
 
 @dataclass
 class ClaimResult:
     claim: str
+    side: str
     finding: str
-    family: str
-    model: str
     checks: list[CheckResult]
     verdict: str
-    notes: list[str]
+    models: dict[str, str]
+    seeds: list[int]
+    controls: dict[str, dict] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def test_id(self) -> str:
-        return f"{self.claim}[{self.family}]"
+        return f"{self.claim}-{self.side}"
 
     def message(self) -> str:
-        parts = [f"{c.label} = {c.shown} (paper {c.paper}; test {c.op} {c.threshold_shown}; checkpoints {c.steps}) -> {c.verdict}" for c in self.checks]
-        return f"{self.claim} [{self.family}, {self.model}]: {self.verdict}: " + "; ".join(parts) + "".join(f" NOTE: {n}" for n in self.notes)
+        parts = [
+            f"{c.label} = {c.shown} (paper {c.paper}; claimed {c.op} {c.threshold_shown}; {c.method}; checkpoints {c.checkpoints}) -> {c.verdict}"
+            + (f" ({c.untestable})" if c.untestable else "")
+            for c in self.checks
+        ]
+        return f"{self.test_id}: {self.verdict}: " + "; ".join(parts) + "".join(f" NOTE: {n}" for n in self.notes)
 
 
-def check_verdict(op: str, threshold: float, value: float, interval: tuple[float, float]) -> str:
-    """Replicated: holds and its interval agrees; inconclusive: the interval straddles; else not replicated."""
-    if math.isnan(value) or any(math.isnan(x) for x in interval):
-        return INCONCLUSIVE
-    holds = value > threshold if op == ">" else value < threshold
-    low, high = interval
-    if low <= threshold <= high:
-        return INCONCLUSIVE
-    return REPLICATED if holds else NOT_REPLICATED
+def families_of(side: str) -> tuple[str, ...]:
+    return ("moe", "dense") if side == "contrast" else (side,)
 
 
-def combine(verdicts: list[str]) -> str:
-    if NOT_REPLICATED in verdicts:
-        return NOT_REPLICATED
-    return INCONCLUSIVE if INCONCLUSIVE in verdicts else REPLICATED
+def _per_seed(check: Check, family: str, series: list[SeriesMeasurements], contexts: dict[tuple[str, int], Context], seeds: list[int]) -> list[Estimate]:
+    by_seed = {m.seed: m for m in series}
+    return [check.quantity.measure(by_seed[s], contexts[(family, s)]) for s in seeds]
 
 
-def _evaluate_check(check: Check, m: SeriesMeasurements) -> CheckResult:
-    quantity = check.measure(m)
-    interval = bootstrap_interval(quantity.replicates)
-    verdict = check_verdict(check.op, check.threshold, quantity.value, interval)
-    shown = f"{check.format(quantity.value)} [{check.format(interval[0])}, {check.format(interval[1])}]"
+def _format_interval(check: Check, value: float, bounds: tuple[float, float]) -> str:
+    q = check.quantity
+    return f"{q.format(value)} [{q.format(bounds[0])}, {q.format(bounds[1])}]"
+
+
+def evaluate_check(check: Check, measured: dict[str, list[SeriesMeasurements]], contexts: dict[tuple[str, int], Context], seeds: list[int]) -> CheckResult:
+    per_family = {f: _per_seed(check, f, measured[f], contexts, seeds) for f in families_of(check.side)}
+    pooled = {f: pool(e) for f, e in per_family.items()}
+    if check.side == "contrast":
+        estimate = pool([a - b for a, b in zip(per_family["moe"], per_family["dense"])])
+    else:
+        estimate = pooled[check.side]
+    set_stat = check.quantity.set_statistic
+    bounds = interval(estimate, set_stat)
+    replicates = estimate.replicates.shape[0]
     return CheckResult(
-        check.label, check.paper, check.op, check.threshold, quantity.value, interval, quantity.steps, verdict, shown, check.format(check.threshold)
+        label=check.label,
+        side=check.side,
+        paper=check.paper,
+        source=check.source,
+        op=check.op,
+        threshold=check.threshold,
+        value=estimate.point,
+        interval=bounds,
+        verdict=verdict(check.op, check.threshold, bounds, testable=estimate.untestable is None),
+        checkpoints={f: p.steps for f, p in pooled.items()},
+        method=method(set_stat, len(seeds), replicates),
+        magnitudes={f: {"value": p.point, "interval": interval(p, set_stat), "shown": _format_interval(check, p.point, interval(p, set_stat))} for f, p in pooled.items()},
+        shown=_format_interval(check, estimate.point, bounds),
+        threshold_shown=check.quantity.format(check.threshold),
+        untestable=estimate.untestable,
     )
 
 
-def sizing_notes(claim: Claim, m: SeriesMeasurements) -> list[str]:
-    """Say so where a top-1% set is too small to compare with the paper's (SPEC: sizing)."""
-    notes = []
+def controls(claim: Claim, family: str, series: list[SeriesMeasurements], used: list[int]) -> dict:
+    """The controls printed beside a set statistic: split-half ceiling, random-set Jaccard, set sizes as counts."""
+    m = series[0]
+    units, layers, heads = m.units, m.units["layers"], m.units["heads"]
+    out: dict = {}
     for kind in ("ffn", "attn"):
-        if kind in claim.id or (claim.id.startswith("ffn") and kind == "ffn"):
-            top = max(1, round(0.01 * m.units[kind]))
-            if top < MIN_TOP_UNITS[kind]:
-                notes.append(f"top-1% {kind.upper()} set has only {top} units (< {MIN_TOP_UNITS[kind]}); random-set Jaccard {random_set_jaccard(m.units[kind]):.4f}")
-    return notes
+        if kind in claim.sets:
+            total = units[kind]
+            k = max(1, round(0.01 * total))
+            out[f"{kind} top-1% set"] = f"{k} of {total} units"
+            out[f"{kind} random-set J"] = random_set_jaccard(total)
+            if kind == "ffn" and family == "moe":
+                routed = units["routed_ffn"]
+                out["ffn routed units"] = routed
+                out["ffn random-set J over routed units"] = k / (2 * routed - k) if routed >= k else float("nan")
+            ceilings = [float(np.mean([t.points[t.steps.index(s)] for s in used if s in t.steps])) for t in (getattr(x, f"ceiling_{kind}") for x in series) if any(s in t.steps for s in used)]
+            out[f"{kind} split-half ceiling"] = float(np.mean(ceilings)) if ceilings else float("nan")
+        if f"{kind}-layer" in claim.sets:
+            per_layer = units[kind] // layers
+            out[f"{kind} per-layer top-1% (R_t)"] = f"{max(1, round(0.01 * per_layer))} of {per_layer} units"
+    if "heads" in claim.sets:
+        out["heads"] = f"{heads} heads; 10 heads = {100 * 10 / heads:.1f}% of them (OLMoE 3.9%, OLMo 1.0%)"
+    return out
 
 
-def undefined_notes(checks: list[CheckResult]) -> list[str]:
-    notes = []
-    for c in checks:
-        if math.isfinite(c.value):
-            continue
-        if len(c.steps) < 2:
-            notes.append(f"{c.label} is undefined: fewer than two of this series' checkpoints fall in the paper's window")
-        else:
-            notes.append(
-                f"{c.label} is undefined on checkpoints {c.steps} (a drop from a HIT@10 of 0, a layer profile "
-                "without variance, or no positive gain)"
-            )
-    return notes
-
-
-def evaluate(claim: Claim, m: SeriesMeasurements) -> ClaimResult:
-    checks = [_evaluate_check(check, m) for check in claim.checks[m.family]]
-    notes = sizing_notes(claim, m) + undefined_notes(checks)
-    return ClaimResult(claim.id, claim.finding, m.family, m.name, checks, combine([c.verdict for c in checks]), notes)
-
-
-def claim_by_id(claim_id: str) -> Claim:
-    for claim in CLAIMS:
-        if claim.id == claim_id:
-            return claim
-    raise KeyError(f"no claim {claim_id!r}; claims: {', '.join(c.id for c in CLAIMS)}")
+def evaluate(
+    claim: Claim,
+    side: str,
+    measured: dict[str, list[SeriesMeasurements]],
+    scales: dict[tuple[str, int], PaperScale],
+    rho_pairs: str = "consecutive",
+) -> ClaimResult:
+    """Evaluate the checks of one side of a claim on the families' series (one per seed)."""
+    families = families_of(side)
+    missing = [f for f in families if f not in measured]
+    if missing:
+        raise KeyError(f"{claim.id}-{side} needs the {', '.join(missing)} series")
+    seeds = sorted(set.intersection(*({m.seed for m in measured[f]} for f in families)))
+    contexts = {key: Context(scale, rho_pairs) for key, scale in scales.items()}
+    checks = [evaluate_check(c, measured, contexts, seeds) for c in claim.checks_for(side)]
+    used = {f: sorted({s for c in checks for s in c.checkpoints.get(f, [])}) for f in families}
+    result = ClaimResult(
+        claim=claim.id,
+        side=side,
+        finding=claim.finding,
+        checks=checks,
+        verdict=combine([c.verdict for c in checks]),
+        models={f: measured[f][0].name for f in families},
+        seeds=seeds,
+        controls={f: controls(claim, f, [m for m in measured[f] if m.seed in seeds], used[f]) for f in families} if claim.sets else {},
+    )
+    result.notes = [f"{c.label}: not testable at this scale: {c.untestable}" for c in checks if c.untestable]
+    return result

@@ -1,34 +1,36 @@
-"""A series' trajectories (point estimates and bootstrap replicates) from its checkpoint records,
-and the quantities the claims test, each over a window of checkpoints."""
+"""One series' trajectories, point estimates and bootstrap replicates, from its checkpoint records.
+
+Every replicate row r uses row r of `resample_weights(examples, bootstrap)` at every checkpoint of
+every series, so a MoE and a dense series of one seed (one token stream, one evaluation set) are
+resampled identically and their difference is paired. All reductions are numpy float64.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from lpi_core.metrics import ablation_drop, positive_gain_concentration, rho_avg, sigma_rel, topk_jaccard, resample_weights
+from lpi_core.metrics import (
+    ablation_drop,
+    jaccard_rows,
+    knowledge_onset,
+    positive_gain_concentration_rows,
+    resample_weights,
+    top_fraction_mask,
+)
 
 from .records import ABLATIONS
-from .windows import Window, nearest, select
 
-
-@dataclass
-class Quantity:
-    """A measured number, its bootstrap replicates and the checkpoints it used."""
-
-    value: float
-    replicates: np.ndarray
-    steps: list[int]
+HIT_K = 10
 
 
 @dataclass
 class Trajectory:
-    """One number per checkpoint (or per consecutive pair, indexed by the pair's later step)."""
+    """One number per checkpoint, or per consecutive pair (indexed by the pair's later step)."""
 
     steps: list[int]
     points: np.ndarray  # [len(steps)]
-    replicates: np.ndarray  # [bootstrap, len(steps)]
+    replicates: np.ndarray  # [R, len(steps)]
 
     def as_dict(self) -> dict:
         return {"steps": self.steps, "values": [float(v) for v in self.points]}
@@ -38,107 +40,100 @@ class Trajectory:
 class SeriesMeasurements:
     family: str
     name: str
+    seed: int
     steps: list[int]
     total_steps: int
+    chance: float  # HIT@10 by chance: 10 / vocabulary size
     jstab_ffn: Trajectory
     jstab_attn: Trajectory
     r_ffn: Trajectory
     r_attn: Trajectory
+    ceiling_ffn: Trajectory  # split-half J of the top-1% sets at each checkpoint (no replicates)
+    ceiling_attn: Trajectory
     profile_ffn: np.ndarray  # [checkpoints, layers]
     profile_attn: np.ndarray
-    profile_ffn_reps: np.ndarray  # [bootstrap, checkpoints, layers]
+    profile_ffn_reps: np.ndarray  # [R, checkpoints, layers]
     profile_attn_reps: np.ndarray
     hit: Trajectory
     drops: dict[str, Trajectory]
-    units: dict[str, int] = field(default_factory=dict)
+    units: dict[str, int]  # ffn, attn, heads, layers, routed_ffn (FFN units with a non-zero score)
 
-    # -- windows -------------------------------------------------------------------------------
-    def window(self, window: Window) -> list[int]:
-        return select(self.steps, self.total_steps, window, self.family)
+    @property
+    def replicates(self) -> int:
+        return self.hit.replicates.shape[0]
 
-    def at(self, paper_step: int) -> int:
-        return nearest(self.steps, self.total_steps, paper_step, self.family)
+    @property
+    def onset(self) -> int | None:
+        """The first checkpoint whose HIT@10 has made half of its final gain over chance."""
+        return knowledge_onset(self.steps, list(self.hit.points), self.chance)
 
-    # -- quantities ----------------------------------------------------------------------------
-    def pair_mean(self, trajectory: Trajectory, window: Window) -> Quantity:
-        """Mean over consecutive pairs whose two checkpoints both lie in the window."""
-        chosen = self.window(window)
-        pairs = [i for i, s in enumerate(trajectory.steps) if s in chosen and self.steps[self.steps.index(s) - 1] in chosen]
-        if not pairs:
-            return Quantity(float("nan"), np.full(trajectory.replicates.shape[0], np.nan), chosen)
-        return Quantity(float(np.mean(trajectory.points[pairs])), trajectory.replicates[:, pairs].mean(1), chosen)
-
-    def pair_at(self, trajectory: Trajectory, paper_step: int) -> Quantity:
-        """The pair value ending at the checkpoint nearest `paper_step` (-1: the last pair)."""
-        step = self.at(paper_step)
-        if step not in trajectory.steps:
-            step = trajectory.steps[0]
-        i = trajectory.steps.index(step)
-        return Quantity(float(trajectory.points[i]), trajectory.replicates[:, i], [self.steps[self.steps.index(step) - 1], step])
-
-    def profile_stat(self, kind: str, window: Window, statistic: str) -> Quantity:
-        """ρ_avg or σ_rel of the FFN or ATTN layer profiles of the checkpoints in the window."""
-        chosen = self.window(window)
-        idx = [self.steps.index(s) for s in chosen]
-        points = self.profile_ffn if kind == "ffn" else self.profile_attn
-        reps = self.profile_ffn_reps if kind == "ffn" else self.profile_attn_reps
-        fn = rho_avg if statistic == "rho" else sigma_rel
-        if len(idx) < 2:
-            return Quantity(float("nan"), np.full(reps.shape[0], np.nan), chosen)
-        value = fn([torch.from_numpy(points[i]) for i in idx])
-        replicates = np.array([fn([torch.from_numpy(r[i]) for i in idx]) for r in reps])
-        return Quantity(value, replicates, chosen)
-
-    def checkpoint_mean(self, trajectory: Trajectory, window: Window) -> Quantity:
-        chosen = self.window(window)
-        idx = [trajectory.steps.index(s) for s in chosen]
-        return Quantity(float(np.nanmean(trajectory.points[idx])), np.nanmean(trajectory.replicates[:, idx], 1), chosen)
+    def profile(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
+        return (self.profile_ffn, self.profile_ffn_reps) if kind == "ffn" else (self.profile_attn, self.profile_attn_reps)
 
 
-def _pairs(values: list[torch.Tensor], metric) -> np.ndarray:
-    return np.array([metric(a, b) for a, b in zip(values[:-1], values[1:])])
+def _pair_trajectory(steps: list[int], points: list[np.ndarray], reps: list[np.ndarray], metric) -> Trajectory:
+    values = [metric(a[None], b[None])[0] for a, b in zip(points[:-1], points[1:])]
+    replicates = [metric(a, b) for a, b in zip(reps[:-1], reps[1:])]
+    return Trajectory(steps[1:], np.array(values, dtype=float), np.stack(replicates, 1) if replicates else np.zeros((reps[0].shape[0], 0)))
 
 
-def measure_series(family: str, name: str, total_steps: int, records: dict[int, dict]) -> SeriesMeasurements:
-    """Every trajectory of a series, with bootstrap replicates (the same resamples at every checkpoint)."""
+def _jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return jaccard_rows(top_fraction_mask(a), top_fraction_mask(b))
+
+
+def measure_series(family: str, name: str, seed: int, total_steps: int, records: dict[int, dict]) -> SeriesMeasurements:
+    """Every trajectory of a series, with its bootstrap replicates."""
     steps = sorted(records)
     recs = [records[s] for s in steps]
-    reps = recs[0]["boot_ffn"].shape[0]
+    array = lambda r, key: r[key].double().numpy()  # noqa: E731
+    ffn, attn = [array(r, "ffn") for r in recs], [array(r, "attn") for r in recs]
+    boot_ffn, boot_attn = [r["boot_ffn"].numpy() for r in recs], [r["boot_attn"].numpy() for r in recs]  # float32: selection only
+    reps = boot_ffn[0].shape[0]
+    n = recs[0]["hits"]["base"].numel()
+    counts = resample_weights(n, reps).double().numpy()
 
-    def pair_trajectory(key: str, boot_key: str, metric) -> Trajectory:
-        points = _pairs([r[key] for r in recs], metric)
-        replicates = np.stack([_pairs([r[boot_key][b] for r in recs], metric) for b in range(reps)]) if len(recs) > 1 else np.zeros((reps, 0))
-        return Trajectory(steps[1:], points, replicates.reshape(reps, -1))
-
-    hits = [r["hits"] for r in recs]
-    n = hits[0]["base"].numel()
-    counts = resample_weights(n, reps).numpy()
-
-    def hit_rate(name: str) -> tuple[np.ndarray, np.ndarray]:
-        matrix = np.stack([h[name].numpy().astype(float) for h in hits], 1)  # [examples, checkpoints]
-        return matrix.mean(0), (counts @ matrix) / n  # sums of integers: exact in any order
+    def hit_rate(ablation: str) -> tuple[np.ndarray, np.ndarray]:
+        matrix = np.stack([r["hits"][ablation].numpy().astype(np.float64) for r in recs], 1)  # [examples, checkpoints]
+        return matrix.sum(0) / n, (counts @ matrix) / n  # sums of integers: exact in any order
 
     base, base_reps = hit_rate("base")
     drops = {}
     for ablation in ABLATIONS:
         after, after_reps = hit_rate(ablation)
         points = np.array([ablation_drop(b, a) for b, a in zip(base, after)])
-        replicates = np.vectorize(ablation_drop)(base_reps, after_reps)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            replicates = np.where(base_reps > 0, 100.0 * (base_reps - after_reps) / np.where(base_reps > 0, base_reps, 1), np.nan)
         drops[ablation] = Trajectory(steps, points, replicates)
+
+    def ceiling(kind: str) -> Trajectory:
+        halves = [array(r, f"half_{kind}") for r in recs]
+        values = np.array([_jaccard(h[0][None], h[1][None])[0] for h in halves])
+        return Trajectory(steps, values, np.zeros((0, len(steps))))
+
     return SeriesMeasurements(
         family=family,
         name=name,
+        seed=seed,
         steps=steps,
         total_steps=total_steps,
-        jstab_ffn=pair_trajectory("ffn", "boot_ffn", topk_jaccard),
-        jstab_attn=pair_trajectory("attn", "boot_attn", topk_jaccard),
-        r_ffn=pair_trajectory("ffn", "boot_ffn", positive_gain_concentration),
-        r_attn=pair_trajectory("attn", "boot_attn", positive_gain_concentration),
-        profile_ffn=np.stack([r["ffn_layer"].numpy() for r in recs]),
-        profile_attn=np.stack([r["attn_layer"].numpy() for r in recs]),
-        profile_ffn_reps=np.stack([r["boot_ffn_layer"].numpy() for r in recs], 1),
-        profile_attn_reps=np.stack([r["boot_attn_layer"].numpy() for r in recs], 1),
+        chance=HIT_K / recs[0]["meta"]["vocab"],
+        jstab_ffn=_pair_trajectory(steps, ffn, boot_ffn, _jaccard),
+        jstab_attn=_pair_trajectory(steps, attn, boot_attn, _jaccard),
+        r_ffn=_pair_trajectory(steps, ffn, boot_ffn, positive_gain_concentration_rows),
+        r_attn=_pair_trajectory(steps, attn, boot_attn, positive_gain_concentration_rows),
+        ceiling_ffn=ceiling("ffn"),
+        ceiling_attn=ceiling("attn"),
+        profile_ffn=np.stack([array(r, "ffn_layer") for r in recs]),
+        profile_attn=np.stack([array(r, "attn_layer") for r in recs]),
+        profile_ffn_reps=np.stack([array(r, "boot_ffn_layer") for r in recs], 1),
+        profile_attn_reps=np.stack([array(r, "boot_attn_layer") for r in recs], 1),
         hit=Trajectory(steps, base, base_reps),
         drops=drops,
-        units={"ffn": recs[0]["ffn"].numel(), "attn": recs[0]["attn"].numel(), "heads": recs[0]["heads"].numel()},
+        units={
+            "ffn": int(ffn[0].size),
+            "attn": int(attn[0].size),
+            "heads": int(recs[0]["heads"].numel()),
+            "layers": int(ffn[0].shape[0]),
+            "routed_ffn": int(np.median([np.count_nonzero(f) for f in ffn])),
+        },
     )

@@ -1,20 +1,21 @@
-"""What a claims run is about: the suite's options, its two checkpoint series, its data.
+"""What a claims run is about: its options, its checkpoint series (per family and seed), its data.
 
 Shared by the pytest plugin (conftest.py) and the `lpi-claims report` command, so that a report
 built from the cache alone finds exactly the records the run wrote.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from fixtures.hub import hub_series
-from fixtures.miniature.build import MiniatureRun, build_miniature, cache_root, run_directory
+from fixtures.miniature.build import MiniatureRun, build_series, cache_root, prepare_miniature, run_directory
 from fixtures.miniature.presets import PRESETS
 from fixtures.series import CheckpointSeries
 from lpi_core import evaluation_set
 from lpi_core.modes import MODES
 
+from .options import OPTIONS
 from .records import Data, RunOptions
 
 FAMILIES = ("moe", "dense")
@@ -33,10 +34,39 @@ class SuiteConfig:
     dense_model: str | None = None
     checkpoints: tuple[int, ...] = ()
     examples: int | None = None
-    bootstrap: int = 100
+    bootstrap: int = 1000
+    seeds: int | None = None  # None: the preset's
+    rank_by: str = "abs"
+    target: str = "answer"
+    rho_pairs: str = "consecutive"
+    lpi_mode: str = "exact"
     cache_dir: str | None = None
     report_dir: str = "reports"
-    lpi_mode: str = "exact"
+
+    @classmethod
+    def from_options(cls, raw: dict) -> "SuiteConfig":
+        """Parse command-line values (strings, or None where not given) by the options table."""
+        values = {}
+        for option in OPTIONS:
+            value = raw.get(option.field)
+            value = option.default if value is None else value
+            if value is None or option.kind is bool:
+                values[option.field] = bool(value) if option.kind is bool else value
+            elif option.field == "checkpoints":
+                try:
+                    values["checkpoints"] = tuple(int(s) for s in str(value).split(",") if s.strip())
+                except ValueError:
+                    raise SuiteOptionError(f"--checkpoints must be comma-separated steps, not {value!r}") from None
+            elif option.kind is int:
+                try:
+                    values[option.field] = int(value)
+                except ValueError:
+                    raise SuiteOptionError(f"--{option.name} must be an integer, not {value!r}") from None
+            else:
+                values[option.field] = value
+            if option.choices and values[option.field] not in option.choices:
+                raise SuiteOptionError(f"--{option.name} must be one of {', '.join(option.choices)}, not {values[option.field]!r}")
+        return cls(**{f.name: values[f.name] for f in fields(cls)})
 
     def __post_init__(self) -> None:
         if self.suite not in ("miniature", "paper"):
@@ -51,6 +81,8 @@ class SuiteConfig:
             raise SuiteOptionError(f"--lpi-mode must be one of {', '.join(MODES)}, not {self.lpi_mode!r}")
         if self.bootstrap < 10:
             raise SuiteOptionError(f"--bootstrap must be at least 10 resamples, not {self.bootstrap}")
+        if self.seeds is not None and (self.seeds < 1 or (self.suite == "paper" and self.seeds != 1)):
+            raise SuiteOptionError(f"--seeds must be at least 1 (and 1 with --suite paper: the hub has one run), not {self.seeds}")
         if self.suite == "miniature" and self.checkpoints:
             unknown = sorted(set(self.checkpoints) - set(PRESETS[self.preset].checkpoints))
             if unknown:
@@ -64,10 +96,18 @@ class SuiteConfig:
     def cache(self) -> Path:
         return cache_root(self.cache_dir)
 
+    @property
+    def seed_count(self) -> int:
+        if self.suite == "paper":
+            return 1
+        return self.seeds if self.seeds is not None else PRESETS[self.preset].seeds
+
     def run_options(self) -> RunOptions:
         return RunOptions(
             examples=self.examples or 906,
             bootstrap=self.bootstrap,
+            rank_by=self.rank_by,
+            target=self.target,
             device="cuda" if self.gpu else "cpu",
             dtype="bfloat16" if self.gpu else "float32",
             mode=self.lpi_mode,
@@ -81,21 +121,26 @@ class SuiteConfig:
 
     def miniature(self, build: bool = True) -> MiniatureRun:
         if build:
-            return build_miniature(self.preset, cache_dir=self.cache)
+            return prepare_miniature(self.preset, cache_dir=self.cache)
         root = run_directory(self.preset, self.cache)
         if not (root / "manifest.json").exists():
             raise FileNotFoundError(f"the {self.preset} miniature run is not built in {self.cache}; run the claims first")
         return MiniatureRun(root)
 
-    def series(self, family: str, build: bool = True) -> CheckpointSeries:
+    def series(self, family: str, build: bool = True, rotate: int = 0) -> list[CheckpointSeries]:
+        """The family's series, one per seed (seed order); `build` trains missing ones, from seed `rotate` on."""
         if self.suite == "miniature":
-            series = self.miniature(build).series(family)
+            run = self.miniature(build)
+            count = self.seed_count
+            order = [(rotate + i) % count for i in range(count)]
+            built = {s: build_series(run, family, s) if build else run.series(family, s) for s in order}
+            series = [built[s] for s in range(count)]
         else:
             repo = self.moe_model if family == "moe" else self.dense_model
-            series = hub_series(family, steps=list(self.checkpoints) or None, repo=repo, cache_dir=self.cache)
+            series = [hub_series(family, steps=list(self.checkpoints) or None, repo=repo, cache_dir=self.cache)]
         if self.checkpoints and self.suite == "miniature":
-            series = series.subset(sorted(self.checkpoints))
+            series = [s.subset(sorted(self.checkpoints)) for s in series]
         return series
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "seeds": self.seed_count}

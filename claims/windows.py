@@ -1,46 +1,104 @@
-"""The paper's step windows, mapped to any checkpoint series by fraction of its training run.
+"""The paper's steps placed on one scale for both models, and its windows on that scale.
 
-A window is given in the paper model's own steps (OLMoE: 1.2M, OLMo: 600K); `10K–70K` of OLMoE is
-0.8%–5.8% of its run, and takes the checkpoints of another series that lie in that fraction.
+The paper's step windows are one stretch of training for both models (both run ~4M tokens a
+step). On a miniature series the paper's first checkpoint (10K) maps to the knowledge onset and
+the rest of the run maps linearly, by fraction of the post-onset stretch, onto 10K .. 1.2M (the
+end of the longer paper run, OLMoE's): `paper(x) = 10K + (x - onset) / (end - onset) · 1.19M`.
+Both families of a seed share one mapping, anchored at the later of their two onsets, so a window
+means the same stretch of training for both. Checkpoints before onset have no paper analogue
+(shown, never used). The paper suite keeps the paper's real steps.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fixtures.hub import PAPER_MODELS
-
-PAPER_TOTAL_STEPS = {family: model.total_steps for family, model in PAPER_MODELS.items()}
+PAPER_FIRST = 10_000  # the paper's first analysed checkpoint
+PAPER_END = 1_200_000  # the end of the longer paper run (OLMoE): a miniature run's last step maps here
+END = -1  # a window bound or point meaning "the end of the run"
 
 
 @dataclass(frozen=True)
 class Window:
     name: str
-    first: int  # paper steps; 0 = the start of the run
-    last: int  # paper steps; -1 = the end of the run
-
-    def fractions(self, family: str) -> tuple[float, float]:
-        total = PAPER_TOTAL_STEPS[family]
-        return self.first / total, 1.0 if self.last == -1 else self.last / total
+    first: int  # paper steps
+    last: int  # paper steps; END = the end of the run
 
 
-def select(steps: list[int], total_steps: int, window: Window, family: str) -> list[int]:
-    """The checkpoints of a series (steps out of `total_steps`) inside the window, with a 1% slack."""
-    lo, hi = window.fractions(family)
-    return [s for s in steps if lo - 0.01 * max(lo, 0.01) <= s / total_steps <= hi * 1.01 + 1e-12]
+@dataclass(frozen=True)
+class PaperScale:
+    """A series' steps on the paper's scale: `paper_steps[i]` is None where step i has no analogue."""
+
+    steps: tuple[int, ...]
+    paper_steps: tuple[float | None, ...]
+    onset: int | None  # the anchor (a miniature series), None for the paper's own steps or no onset
+    anchored: str  # how the anchor was chosen, for the report
+
+    @property
+    def usable(self) -> list[int]:
+        return [s for s, p in zip(self.steps, self.paper_steps) if p is not None]
+
+    def paper_step(self, step: int) -> float | None:
+        return self.paper_steps[self.steps.index(step)]
+
+    def window(self, window: Window) -> list[int]:
+        """The usable checkpoints whose paper step lies in the window (1% slack at the ends)."""
+        last = PAPER_END if window.last == END else window.last
+        return [s for s, p in zip(self.steps, self.paper_steps) if p is not None and 0.99 * window.first <= p <= 1.01 * last]
+
+    def pairs(self, window: Window) -> list[int]:
+        """Consecutive pairs with both checkpoints in the window, by their later step."""
+        chosen = self.window(window)
+        return [b for a, b in zip(self.steps[:-1], self.steps[1:]) if a in chosen and b in chosen]
+
+    def pair_nearest(self, paper_step: int) -> int | None:
+        """The later step of the usable pair whose later checkpoint is nearest `paper_step` (END: the last)."""
+        candidates = [b for a, b in zip(self.steps[:-1], self.steps[1:]) if self.paper_step(a) is not None and self.paper_step(b) is not None]
+        if not candidates:
+            return None
+        if paper_step == END:
+            return candidates[-1]
+        return min(candidates, key=lambda s: abs(self.paper_step(s) - paper_step))
+
+    def describe(self) -> str:
+        shown = ", ".join(f"{s}→{'—' if p is None else f'{p / 1000:.0f}K'}" for s, p in zip(self.steps, self.paper_steps))
+        return f"onset {self.onset} ({self.anchored}): {shown}"
 
 
-def nearest(steps: list[int], total_steps: int, paper_step: int, family: str) -> int:
-    """The checkpoint nearest, by fraction of the run, to `paper_step` of the paper model (-1: the last)."""
-    if paper_step == -1:
-        return steps[-1]
-    target = paper_step / PAPER_TOTAL_STEPS[family]
-    return min(steps, key=lambda s: abs(s / total_steps - target))
+def miniature_scale(steps: list[int], end: int, onset: int | None, anchored: str) -> PaperScale:
+    """Onset → 10K, the run's end → 1.2M, linear between; steps before onset have no analogue."""
+    if onset is None or onset >= end:
+        return PaperScale(tuple(steps), tuple(None for _ in steps), onset, anchored)
+    span = (PAPER_END - PAPER_FIRST) / (end - onset)
+    paper = tuple(PAPER_FIRST + (s - onset) * span if s >= onset else None for s in steps)
+    return PaperScale(tuple(steps), paper, onset, anchored)
+
+
+def paper_scale(steps: list[int]) -> PaperScale:
+    """The paper suite: its own steps; checkpoints before 10K are outside every window anyway."""
+    return PaperScale(tuple(steps), tuple(float(s) for s in steps), None, "the paper's real steps")
 
 
 EARLY = Window("10K-70K", 10_000, 70_000)
 LATE = Window("100K-600K", 100_000, 600_000)
 WITHIN_100K = Window("10K-100K", 10_000, 100_000)
 CONSOLIDATION = Window("10K-600K", 10_000, 600_000)
-FULL_RUN = Window("10K-end", 10_000, -1)
-PLATEAU = Window("200K-end", 200_000, -1)
-WINDOWS = (EARLY, LATE, WITHIN_100K, CONSOLIDATION, PLATEAU, FULL_RUN)
+FULL_RUN = Window("10K-end", 10_000, END)
+AFTER_200K = Window("200K-end", 200_000, END)
+WINDOWS = (EARLY, LATE, WITHIN_100K, CONSOLIDATION, AFTER_200K, FULL_RUN)
+
+
+def shared_scales(onsets: dict[str, dict[int, int | None]], steps: dict[str, dict[int, list[int]]], ends: dict[str, int]) -> dict[tuple[str, int], PaperScale]:
+    """The miniature mapping of every (family, seed): anchored at the later onset of the families
+    given for that seed (both, in a run with contrasts), so the families share one scale."""
+    scales = {}
+    families = sorted(onsets)
+    for seed in sorted(set.intersection(*(set(onsets[f]) for f in families))):
+        found = [onsets[f][seed] for f in families]
+        anchor = None if any(o is None for o in found) else max(found)
+        if len(families) > 1:
+            how = "the later of " + " and ".join(f"{f} {o}" for f, o in zip(families, found))
+        else:
+            how = f"{families[0]}'s own onset (the other family is not in this run)"
+        for f in families:
+            scales[(f, seed)] = miniature_scale(steps[f][seed], ends[f], anchor, how)
+    return scales

@@ -6,7 +6,6 @@
 """
 __version__ = "0.2.0"
 
-from . import reproducible  # noqa: F401  (first: MKL's strict reproducibility must precede any computation)
 from .ablation import hit_at_k, hits_at_k, masked
 from .adapters import SUPPORTED_MODEL_TYPES, UnsupportedArchitectureError
 from .data import RelationFileError, evaluation_set, load_relation, relation_examples

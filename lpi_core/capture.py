@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from .loading import LanguageModel
 from .memory import release_cached_memory
+from .reproducible import single_thread_ops
 from .tokenization import pad_right
 
 
@@ -98,12 +99,14 @@ def last_position_logits(
     """Forward the prompts in right-padded batches; the next-token logits at each last position, [N, V].
 
     `before_batch(last_positions)` and `after_batch()` frame each forward pass that succeeds; a
-    batch that runs out of GPU memory is split in two and retried.
+    batch that runs out of GPU memory is split in two and retried. Every op runs on one thread, so
+    the logits are the same bits whatever the thread count (reproducible.py).
     """
     logits = []
     batches = range(0, len(encoded), batch_size)
-    for start in tqdm(batches, desc="forward", disable=not progress, leave=False):
-        logits.append(_forward(lm, encoded[start : start + batch_size], before_batch, after_batch))
+    with single_thread_ops():
+        for start in tqdm(batches, desc="forward", disable=not progress, leave=False):
+            logits.append(_forward(lm, encoded[start : start + batch_size], before_batch, after_batch))
     return torch.cat(logits)
 
 

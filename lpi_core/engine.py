@@ -19,6 +19,7 @@ from .lpi import log_prob_increase
 from .memory import MIN_ELEMENTS, chunk_elements, halving_on_oom
 from .modes import MODES, ExactScores, scores_at
 from .projection import FrozenProjection
+from .reproducible import parallel_map, single_thread_ops
 from .tokenization import checked_target_ids, encode_prompts, target_token_ids
 
 @dataclass
@@ -93,22 +94,30 @@ def score_capture(
 ) -> Attribution:
     """Per-example scores of every unit, from one capture (see module docstring and modes.py).
 
-    `max_elements` bounds each temporary (default: from the device's free memory); a layer that
+    Each torch op runs on one thread and the layers are scored side by side on the CPU's threads,
+    so the scores are the same bits whatever the thread count. `max_elements` bounds each temporary (default: from the device's free memory); a layer that
     runs out of GPU memory is redone with smaller chunks.
     """
     device = adapter.unembedding.device
-    proj = FrozenProjection.from_final_residual(adapter, captured.final_residual.to(device))
-    w = target_ids.to(device)
     layers = captured.layer_input.shape[1]
-    per_layer = [
-        halving_on_oom(
-            lambda size, l=l: _layer_scores(adapter, captured, l, proj, w, size, mode),
+    bar = tqdm(total=layers, desc="attribute", disable=not progress, leave=False)
+
+    @torch.no_grad()  # grad mode is per thread: the pool's threads need it too
+    def layer_scores(l: int) -> dict[str, torch.Tensor | None]:
+        scores = halving_on_oom(
+            lambda size: _layer_scores(adapter, captured, l, proj, w, size, mode),
             max_elements or chunk_elements(device),
             MIN_ELEMENTS,
             f"attribution of layer {l}",
         )
-        for l in tqdm(range(layers), desc="attribute", disable=not progress, leave=False)
-    ]
+        bar.update()
+        return scores
+
+    with single_thread_ops() as threads:  # the same bits whatever the thread count (reproducible.py)
+        proj = FrozenProjection.from_final_residual(adapter, captured.final_residual.to(device))
+        w = target_ids.to(device)
+        per_layer = parallel_map(layer_scores, range(layers), threads if device.type == "cpu" else 1)
+    bar.close()
     stacked = {name: torch.stack([s[name] for s in per_layer], 1) for name in per_layer[0] if per_layer[0][name] is not None}
     return Attribution(
         ffn=stacked["ffn"],

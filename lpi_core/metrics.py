@@ -5,6 +5,7 @@ checkpoint (FFN neurons across all layers and experts, or attention neurons acro
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -101,6 +102,21 @@ def bootstrap_interval(replicates: Sequence[float], level: float = 0.95) -> tupl
     return (float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail)))
 
 
+def centred_percentile_interval(estimate: float, replicates: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """The percentile interval of the replicates moved by (θ̂ - their median): their spread, centred on θ̂.
+
+    For top-1% set statistics the replicates sit below θ̂ (resampling adds rank noise at the set's
+    boundary on top of the sample's own), so the plain percentile interval is biased low; this one
+    keeps the bootstrap's spread without that shift (tests/test_intervals.py measures both)."""
+    values = np.asarray(replicates, dtype=float)
+    values = values[~np.isnan(values)]
+    if values.size == 0 or not math.isfinite(estimate):
+        return (float("nan"), float("nan"))
+    low, high = bootstrap_interval(values, level)
+    shift = estimate - float(np.median(values))
+    return (low + shift, high + shift)
+
+
 def resample_weights(examples: int, replicates: int, seed: int = 0) -> torch.Tensor:
     """[replicates, examples] multiplicities of bootstrap resamples (each row sums to `examples`)."""
     generator = torch.Generator().manual_seed(seed)
@@ -108,15 +124,78 @@ def resample_weights(examples: int, replicates: int, seed: int = 0) -> torch.Ten
     return torch.zeros(replicates, examples).scatter_add_(1, draws, torch.ones(replicates, examples))
 
 
+FIXED_POINT_BITS = 40  # per-example scores become integers below 2^40 before they are summed
+
+
 def resampled_means(per_example: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     """The mean of `per_example` [n, ...] under each resample of `counts` [R, n] -> [R, ...].
 
-    Summed example by example in float64: the order of the additions is fixed, so the result is
-    the same bit for bit whatever the number of threads (a matrix product's is not).
+    The scores are rounded to a fixed-point grid (2^-40 of the largest |score|), so every product
+    and partial sum of the float64 matrix product is an integer below 2^53: exact, hence the same
+    bits whatever the order of the additions, the BLAS library or its number of threads.
     """
     n = per_example.shape[0]
-    flat = per_example.reshape(n, -1).double()
-    total = torch.zeros(counts.shape[0], flat.shape[1], dtype=torch.float64)
-    for i in range(n):
-        total += counts[:, i, None].double() * flat[i]
-    return (total / n).to(per_example.dtype).reshape(counts.shape[0], *per_example.shape[1:])
+    flat = per_example.reshape(n, -1).double().numpy()
+    largest = float(np.abs(flat).max()) if flat.size else 0.0
+    if counts.sum(1).max().item() * 2.0**FIXED_POINT_BITS >= 2.0**53:
+        raise ValueError(f"resamples of more than {2 ** (53 - FIXED_POINT_BITS)} examples cannot be summed exactly; use fewer examples")
+    scale = 2.0 ** (FIXED_POINT_BITS - math.ceil(math.log2(largest))) if largest > 0 else 1.0
+    fixed = np.rint(flat * scale)  # integers, |x| <= 2^40
+    total = counts.double().numpy() @ fixed  # integers below n · 2^40 < 2^53: exact
+    means = torch.from_numpy(total / (n * scale))
+    return means.to(per_example.dtype).reshape(counts.shape[0], *per_example.shape[1:])
+
+
+# -- the same metrics over rows of bootstrap replicates, in numpy (one fixed order of additions) --
+
+
+def top_fraction_mask(scores: np.ndarray, fraction: float = 0.01) -> np.ndarray:
+    """[R, U] -> bool [R, U]: each row's top-`fraction` units by |score| (a deterministic selection)."""
+    flat = np.abs(scores.reshape(scores.shape[0], -1))
+    k = max(1, round(fraction * flat.shape[1]))
+    order = np.argpartition(-flat, k - 1, axis=1)[:, :k]
+    mask = np.zeros(flat.shape, dtype=bool)
+    np.put_along_axis(mask, order, True, axis=1)
+    return mask
+
+
+def jaccard_rows(mask_a: np.ndarray, mask_b: np.ndarray) -> np.ndarray:
+    """Row by row: |A ∩ B| / |A ∪ B| of two boolean [R, U] set masks."""
+    inter = (mask_a & mask_b).sum(1)
+    union = (mask_a | mask_b).sum(1)
+    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+
+
+def positive_gain_concentration_rows(prev: np.ndarray, cur: np.ndarray, fraction: float = 0.01) -> np.ndarray:
+    """R_t of each row of [R, layers, units]: per layer the share of Δ⁺ in its top-`fraction` units,
+    averaged over the layers with any gain (NaN where none has)."""
+    gain = np.clip(cur.astype(np.float64) - prev.astype(np.float64), 0, None)  # [R, L, U]
+    k = max(1, round(fraction * gain.shape[2]))
+    top = np.sort(-np.partition(-gain, k - 1, axis=2)[:, :, :k], axis=2).sum(2)  # sorted: one order of additions
+    total = gain.sum(2)
+    shares = np.where(total > 0, top / np.where(total > 0, total, 1), np.nan)
+    with np.errstate(invalid="ignore"):
+        counted = (total > 0).sum(1)
+        return np.where(counted > 0, np.nansum(shares, 1) / np.maximum(counted, 1), np.nan)
+
+
+def pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Row by row Pearson correlation of [R, L] profiles (NaN where a row has no variance)."""
+    x = x - x.mean(1, keepdims=True)
+    y = y - y.mean(1, keepdims=True)
+    denominator = np.sqrt((x * x).sum(1) * (y * y).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, (x * y).sum(1) / denominator, np.nan)
+
+
+def rho_avg_rows(profiles: np.ndarray, pairs: str = "consecutive") -> np.ndarray:
+    """ρ_avg of [R, checkpoints, layers]: the mean Pearson correlation over consecutive (default) or all pairs."""
+    count = profiles.shape[1]
+    chosen = [(i, i + 1) for i in range(count - 1)] if pairs == "consecutive" else [(i, j) for i in range(count) for j in range(i + 1, count)]
+    return np.mean([pearson_rows(profiles[:, i], profiles[:, j]) for i, j in chosen], axis=0)
+
+
+def sigma_rel_rows(profiles: np.ndarray) -> np.ndarray:
+    """σ_rel of [R, checkpoints, layers]: per layer std / |mean| over checkpoints, averaged over layers."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (profiles.std(1) / np.abs(profiles.mean(1))).mean(1)

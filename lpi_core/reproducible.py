@@ -1,42 +1,53 @@
-"""Thread-count-independent arithmetic on the CPU: MKL's strict conditional numerical reproducibility.
+"""Results that do not depend on the thread count: one thread per op, independent items side by side.
 
-torch's x86 builds multiply float32 matrices with MKL, whose GEMM takes thread-count-dependent
-code paths for some small shapes (measured on AMD EPYC: 5 to 11 rows, the size of a prompt or of
-the few tokens routed to one expert), so the same checkpoint gave other activations, and other
-scores, with 1 thread than with 2. With `MKL_CBWR=AUTO,STRICT` MKL's GEMM gives the same bits
-whatever the thread count, at the fastest code path of the CPU. MKL reads the setting at its first
-call, so importing lpi_core sets it (unless the user chose an MKL_CBWR of their own) before any
-computation; `mkl_reproducibility()` reports the mode MKL actually runs in, and
-`numeric_environment()` everything of the machine that the last bits of a result depend on.
+Multithreaded CPU kernels may split a reduction by the number of threads: on AMD EPYC, MKL's
+float32 matrix product of a few rows (a prompt's tokens, the tokens routed to one expert) gave
+other bits with 2 threads than with 1, even in MKL's strict reproducibility mode (MKL_CBWR). Inside
+`single_thread_ops()` every torch op runs on one intra-op thread, which gives the same bits on every
+call; the cores are used by `parallel_map`, which runs independent items (the layers of an
+attribution) side by side. Their results do not interact, so the outcome is the same whatever the
+number of threads or workers. `numeric_environment()` names what the last bits still depend on.
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import platform
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator, Sequence, TypeVar
 
-STRICT = "AUTO,STRICT"
-_STRICT_FLAG = 0x10000  # MKL_CBWR_STRICT in mkl_cbwr.h
-_ALL = -1  # MKL_CBWR_ALL
+import torch
 
-os.environ.setdefault("MKL_CBWR", STRICT)
+T = TypeVar("T")
+R = TypeVar("R")
+_outer_threads: int | None = None  # torch's thread count outside the outermost single_thread_ops block
 
 
-def mkl_reproducibility() -> str:
-    """"strict" if MKL's GEMM is thread-count independent, "off" if MKL runs without strict mode
-    (it was initialised before lpi_core was imported, or MKL_CBWR says otherwise), "no MKL" if
-    torch does not use MKL, "unknown" if its mode cannot be read."""
-    import torch
-
-    if not torch.backends.mkl.is_available():
-        return "no MKL"
+@contextmanager
+def single_thread_ops() -> Iterator[int]:
+    """Torch ops use one intra-op thread inside the block; yields the thread count from before it,
+    the number of items `parallel_map` may run at once. Nested blocks share the outermost count."""
+    global _outer_threads
+    if _outer_threads is not None:
+        yield _outer_threads
+        return
+    _outer_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
-        library = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so"))
-        mode = library.mkl_serv_cbwr_get(ctypes.c_int(_ALL))
-    except (OSError, AttributeError):
-        return "unknown"
-    return "strict" if mode & _STRICT_FLAG else "off"
+        yield _outer_threads
+    finally:
+        torch.set_num_threads(_outer_threads)
+        _outer_threads = None
+
+
+def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]:
+    """[fn(item) for item in items], computed on up to `workers` threads, each running ops on one
+    thread (set in every new thread: OpenMP and MKL keep their thread count per thread)."""
+    if workers <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(min(workers, len(items)), initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        return list(pool.map(fn, items))
 
 
 def cpu_model() -> str:
@@ -50,13 +61,11 @@ def cpu_model() -> str:
 
 
 def numeric_environment() -> dict[str, str | int]:
-    """What a result's last bits depend on besides code and data: CPU, kernel set, threads, MKL mode."""
-    import torch
-
+    """What a result's last bits depend on besides code, data and options: the CPU and its kernel set
+    (the thread count is recorded, though results do not depend on it)."""
     return {
         "cpu": cpu_model(),
         "cores": os.cpu_count() or 0,
         "threads": torch.get_num_threads(),
         "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "mkl": mkl_reproducibility(),
     }

@@ -16,14 +16,15 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from claims.catalogue import CLAIMS
-from claims.evaluate import INCONCLUSIVE, NOT_MEASURED, NOT_REPLICATED, REPLICATED, check_verdict, combine
-from claims.records import RecordStore
+from claims.catalogue import CLAIMS, claim_sides
+from claims.store import RecordStore
+from claims.verdicts import NOT_MEASURED, VERDICTS, verdict
 from lpi_core.atomic import TMP_PREFIX
-from claims.windows import EARLY, LATE, Window, nearest, select
+from lpi_core.reproducible import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
-EVERY_CLAIM = {f"{c.id}[{f}]" for c in CLAIMS for f in c.families}
+EVERY_TEST = {f"{c}-{s}" for c, s in claim_sides()}
+MOE_TESTS = {f"{c}-{s}" for c, s in claim_sides() if s == "moe"}
 ENV = {**os.environ, "TQDM_DISABLE": "1"}
 
 
@@ -47,25 +48,36 @@ def first_run(tmp_path_factory):
     return done, cache, report
 
 
-def test_report_holds_every_claim_with_a_number_and_verdict(first_run):
+def test_report_holds_every_check_with_its_interval_and_a_verdict_that_follows_the_rule(first_run):
     done, cache, report = first_run
     assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]
     payload = json.loads((report / "claims.json").read_text())
-    assert {f"{c['claim']}[{c['family']}]" for c in payload["claims"]} == EVERY_CLAIM
+    assert {c["test_id"] for c in payload["claims"]} == EVERY_TEST
     for claim in payload["claims"]:
-        assert claim["verdict"] in (REPLICATED, NOT_REPLICATED, INCONCLUSIVE)
-        assert all(isinstance(check["value"], float) or check["value"] is None for check in claim["checks"])
+        assert claim["verdict"] in VERDICTS and claim["seeds"] == [0]
+        for check in claim["checks"]:
+            assert {"value", "interval", "op", "threshold", "verdict", "checkpoints", "method"} <= check.keys()
+            low, high = (float("nan") if x is None else x for x in check["interval"])
+            assert check["verdict"] == verdict(check["op"], check["threshold"], (low, high), testable=check["untestable"] is None)
+            assert "20 resamples over examples (one seed)" in check["method"]
+            assert ("centred percentile" in check["method"]) == ("J" in check["label"] or "R_t" in check["label"])
     assert "NaN" not in (report / "claims.json").read_text()
     markdown = (report / "claims.md").read_text()
-    assert all(c.id in markdown for c in CLAIMS) and "| claim " in markdown
+    assert all(c.id in markdown for c in CLAIMS) and "| test " in markdown
+    assert "rank_by=abs" in markdown and "target=answer" in markdown and "rho_pairs=consecutive" in markdown
+    assert "## Paper scale" in markdown and "split-half ceiling" in markdown and "random-set J over routed units" in markdown
     for figure in ("fig1_jstab.png", "fig2_layer_trajectories.png", "fig3_4_layer_profiles.png", "fig5_ablation.png"):
         assert (report / figure).stat().st_size > 10_000
-    trajectories = payload["trajectories"]["moe"]
-    assert trajectories["steps"] == [15, 30, 45, 60] and len(trajectories["jstab_ffn"]["values"]) == 3
+    moe = payload["trajectories"]["moe"][0]
+    assert moe["steps"] == [15, 30, 45, 60] and len(moe["jstab_ffn"]["values"]) == 3 and moe["seed"] == 0
     versions = payload["context"]["versions"]
     assert versions["torch"] == torch.__version__ and re.fullmatch(r"\d+\.\d+\.\d+\+[0-9a-f]{12}", versions["code"])
+    machine = payload["context"]["machine"]
+    assert machine["cpu"] == cpu_model() and machine["aten_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert f"cpu {cpu_model()}" in markdown and "compare its verdicts with the seed spread" in markdown
+    assert all(r["meta"]["machine"]["cpu"] == cpu_model() for r in records_by_checkpoint(cache).values())
     assert "claims vs measured" in done.stdout
-    assert sum(1 for line in done.stdout.splitlines() if line.startswith("claim ")) == len(EVERY_CLAIM)
+    assert sum(1 for line in done.stdout.splitlines() if line.startswith("claim ")) == len(EVERY_TEST)
 
 
 def test_rerun_reuses_the_cache(first_run, pytester):
@@ -77,27 +89,36 @@ def test_rerun_reuses_the_cache(first_run, pytester):
     assert record_files(cache) == before  # nothing recomputed or rewritten
 
 
-def test_k_moe_selects_only_moe_claims(first_run, pytester):
-    _, cache, _ = first_run
+def test_k_moe_runs_the_moe_side_without_the_dense_series(first_run, tmp_path, pytester):
+    _, first_cache, _ = first_run
+    cache = cache_with_the_built_run(first_cache, tmp_path / "cache")
+    for dense in (cache / "miniature").glob("smoke-*/dense"):
+        shutil.rmtree(dense)
     report = pytester.path / "moe-report"
     result = run_claims(pytester, cache, report, "-k", "moe")
-    families = {c["family"] for c in json.loads((report / "claims.json").read_text())["claims"]}
-    assert families == {"moe"}
+    assert {c["test_id"] for c in json.loads((report / "claims.json").read_text())["claims"]} == MOE_TESTS
     outcomes = result.parseoutcomes()
-    assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == sum(1 for c in CLAIMS if "moe" in c.families)
+    assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == len(MOE_TESTS)
+    assert not list((cache / "miniature").glob("smoke-*/dense"))  # the dense series was neither built nor loaded
+    assert {r["meta"]["family"] for r in records_by_checkpoint(cache).values()} == {"olmoe"}
+    assert len(RecordStore(cache).computed_log()) == 4  # the MoE's 4 checkpoints, nothing else
+    assert "moe's own onset (the other family is not in this run)" in (report / "claims.md").read_text()
 
 
 def test_k_ablate_selects_the_ablation_claims(first_run, pytester):
     _, cache, report = first_run
     result = run_claims(pytester, cache, report, "-k", "ablate", "--collect-only")
-    ids = [line for line in result.outlines if "test_ablate" in line]
-    assert len(ids) == 6 and not any("stability" in line for line in result.outlines)
+    ids = [line for line in result.outlines if "test_claim[ablate" in line]
+    assert len(ids) == sum(1 for c, _ in claim_sides() if c.startswith("ablate")) == 5
+    assert not any("stability" in line for line in result.outlines)
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--suite", "nope"], "--suite must be 'miniature' or 'paper'"),
+        (["--suite", "nope"], "--suite must be one of miniature, paper"),
+        (["--rank-by", "absolute"], "--rank-by must be one of abs, positive"),
+        (["--seeds", "0"], "--seeds must be at least 1"),
         (["--examples", "0"], "--examples must be between 1 and 906"),
         (["--examples", "many"], "--examples must be an integer"),
         (["--checkpoints", "15,999"], "--checkpoints [999] are not in the smoke preset"),
@@ -113,28 +134,8 @@ def test_bad_options_fail_at_start_up(pytester, tmp_path, args, message):
     assert not (tmp_path / "cache").exists() and not (tmp_path / "report").exists()
 
 
-def test_verdicts():
-    assert check_verdict(">", 0.45, 0.5, (0.47, 0.53)) == REPLICATED
-    assert check_verdict(">", 0.45, 0.5, (0.44, 0.53)) == INCONCLUSIVE
-    assert check_verdict(">", 0.45, 0.3, (0.2, 0.4)) == NOT_REPLICATED
-    assert check_verdict("<", 10.0, 9.4, (8.0, 9.9)) == REPLICATED
-    assert check_verdict("<", 10.0, float("nan"), (8.0, 9.9)) == INCONCLUSIVE
-    assert combine([REPLICATED, INCONCLUSIVE]) == INCONCLUSIVE
-    assert combine([INCONCLUSIVE, NOT_REPLICATED, REPLICATED]) == NOT_REPLICATED
-
-
-def test_paper_windows_map_by_fraction_of_the_run():
-    assert EARLY.fractions("moe") == pytest.approx((10_000 / 1_200_000, 70_000 / 1_200_000))
-    steps = [3, 6, 9, 12, 15, 25, 50, 75, 100, 150, 225, 300]  # the default preset
-    assert select(steps, 300, EARLY, "moe") == [3, 6, 9, 12, 15]  # 0.8%..5.8% of 300 steps
-    assert select(steps, 300, EARLY, "dense") == [6, 9, 12, 15, 25]  # 1.7%..11.7%
-    assert select(steps, 300, LATE, "moe") == [25, 50, 75, 100, 150]  # 8.3%..50%
-    assert nearest(steps, 300, 200_000, "moe") == 50 and nearest(steps, 300, -1, "dense") == 300
-    assert select([10_000, 20_000, 70_000, 100_000], 1_200_000, Window("x", 10_000, 70_000), "moe") == [10_000, 20_000, 70_000]
-
-
 def test_report_command_rebuilds_the_report_from_the_cache_alone(first_run, tmp_path, capsys):
-    from claims.report import main
+    from claims.cli import main
 
     _, cache, report = first_run
     args = ["report", "--preset", "smoke", "--cache-dir", str(cache), "--examples", "120", "--bootstrap", "20"]
@@ -142,7 +143,7 @@ def test_report_command_rebuilds_the_report_from_the_cache_alone(first_run, tmp_
     ran = json.loads((report / "claims.json").read_text())["claims"]
     again = json.loads((tmp_path / "again" / "claims.json").read_text())["claims"]
     assert again == ran
-    assert "ffn-concentration" in capsys.readouterr().out
+    assert "ffn-concentration-contrast" in capsys.readouterr().out
     assert main([*args[:-2], "--bootstrap", "30", "--report-dir", str(tmp_path / "x")]) == 2  # other options: no records
     assert "has no records for steps" in capsys.readouterr().err
 
@@ -233,10 +234,10 @@ def test_non_finite_scores_are_reported_with_the_layer_never_as_a_number(first_r
     done = subprocess.run(claims_command(cache, report), cwd=tmp_path, env=ENV, capture_output=True, text=True)
     assert done.returncode == 1
     payload = json.loads((report / "claims.json").read_text())
-    moe_ids = {f"{c.id}[moe]" for c in CLAIMS if "moe" in c.families}
+    moe_ids = {f"{c}-{s}" for c, s in claim_sides() if s != "dense"}
     assert set(payload["context"]["not_measured"]) == moe_ids
     assert all("non-finite Gated-LPI scores" in reason and "model.layers.1.mlp.experts.down_proj" in reason for reason in payload["context"]["not_measured"].values())
-    assert {c["family"] for c in payload["claims"]} == {"dense"} and payload["trajectories"].keys() == {"dense"}
+    assert {c["side"] for c in payload["claims"]} == {"dense"} and payload["trajectories"].keys() == {"dense"}
     markdown = (report / "claims.md").read_text()
     table_part = markdown.split("## Notes")[0]
     assert "nan" not in table_part.lower() and "## Not measured" in markdown and "step45" in markdown

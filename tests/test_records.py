@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from claims import records
-from claims.records import Data, NonFiniteScoresError, RecordStore, RunOptions, record_key
+from claims import records, store as store_module
+from claims.records import Data, NonFiniteScoresError, RunOptions
+from claims.store import RecordStore, record_key
 from fixtures.series import Checkpoint
 from lpi_core.locks import exclusive
 from tests.helpers import facts, tiny_lm
@@ -31,13 +32,13 @@ def test_key_changes_with_data_options_revision_and_code(monkeypatch):
     assert key == record_key(CHECKPOINTS[0], Data(list(DATA.prompts), list(DATA.answers)), RunOptions(examples=1))
     others = {
         record_key(CHECKPOINTS[0], Data(DATA.prompts, ["Lyon"]), OPTIONS),
-        record_key(CHECKPOINTS[0], DATA, dataclasses.replace(OPTIONS, rank_by="absolute")),
+        record_key(CHECKPOINTS[0], DATA, dataclasses.replace(OPTIONS, rank_by="positive")),
         record_key(CHECKPOINTS[0], DATA, dataclasses.replace(OPTIONS, dtype="bfloat16")),
         record_key(dataclasses.replace(CHECKPOINTS[0], revision="step2000-tokens8B"), DATA, OPTIONS),
         record_key(dataclasses.replace(CHECKPOINTS[0], source="/models/y"), DATA, OPTIONS),
         record_key(dataclasses.replace(CHECKPOINTS[0], step=5), DATA, OPTIONS),
     }
-    monkeypatch.setattr(records, "code_version", lambda: "9.9.9+000000000000")
+    monkeypatch.setattr(store_module, "code_version", lambda: "9.9.9+000000000000")
     others.add(record_key(CHECKPOINTS[0], DATA, OPTIONS))
     assert len(others) == 7 and key not in others
 
@@ -119,3 +120,22 @@ def test_non_finite_scores_name_the_layer_and_nothing_is_written(tmp_path, value
     with pytest.raises(NonFiniteScoresError, match=message):
         store.ensure([Checkpoint(step=7, source=str(tmp_path / "broken"))], data, RunOptions(examples=6, bootstrap=10))
     assert list(store.directory.iterdir()) == []
+
+
+def test_options_reject_unknown_readings():
+    with pytest.raises(ValueError, match="rank_by must be one of abs, positive"):
+        RunOptions(examples=1, rank_by="absolute")
+    with pytest.raises(ValueError, match="target must be one of answer, predicted"):
+        RunOptions(examples=1, target="top1")
+
+
+def test_ensure_all_keeps_the_order_of_checkpoints_of_several_series(tmp_path):
+    seeds = [Checkpoint(step=1, source=f"/models/seed{s}/step1") for s in (0, 1)]
+    found = RecordStore(tmp_path).ensure_all(seeds + CHECKPOINTS[1:2], DATA, OPTIONS, compute=fake_record, rotate=1)
+    assert [r["meta"]["step"] for r in found] == [1, 1, 2]
+    assert len(RecordStore(tmp_path).computed_log()) == 3  # one record per (series, step), though two share step 1
+
+
+def test_half_means_are_the_even_and_odd_examples_means():
+    x = torch.tensor([[1.0, 2.0], [10.0, 20.0], [3.0, 4.0], [30.0, 40.0], [5.0, 6.0]])
+    assert torch.equal(records.half_means(x), torch.tensor([[3.0, 4.0], [20.0, 30.0]]))

@@ -1,0 +1,50 @@
+"""Measurements of the families' series from the record store (computing missing records, or from the cache alone)."""
+from __future__ import annotations
+
+from .measure import SeriesMeasurements, measure_series
+from .store import RecordStore
+from .suite import SuiteConfig
+from .windows import PaperScale, paper_scale, shared_scales
+
+
+def load_family(config: SuiteConfig, family: str, compute: bool, rotate: int = 0) -> tuple[list[SeriesMeasurements], dict]:
+    """One family's measurements, one per seed, and what the report says about its series.
+
+    `compute=False` reads the cache alone and raises FileNotFoundError naming what is missing."""
+    series_list = config.series(family, build=compute, rotate=rotate)
+    data, options = config.data(), config.run_options()
+    store = RecordStore(config.cache)
+    if compute:
+        store.ensure_all([c for s in series_list for c in s.checkpoints], data, options, rotate=rotate, keep=False)
+    measured, described = [], []
+    for series in series_list:  # one series' records in memory at a time
+        found, missing = store.load_all(series.checkpoints, data, options)
+        if missing:
+            steps = [c.step for c in missing]
+            raise FileNotFoundError(
+                f"{series.name} seed {series.seed}: the cache {config.cache} has no records for steps {steps}; run the claims on them first"
+            )
+        records = dict(zip(series.steps, found))
+        measured.append(measure_series(family, series.name, series.seed, series.total_steps, records))
+        described.append(
+            {
+                "seed": series.seed,
+                "checkpoints": [
+                    {"step": s, "revision": r["meta"]["revision"], "commit": r["meta"]["commit"], "seconds": r["meta"]["seconds"]}
+                    for s, r in sorted(records.items())
+                ],
+            }
+        )
+    info = {"name": series_list[0].name, "total_steps": series_list[0].total_steps, "series": described}
+    return measured, info
+
+
+def scales_for(config: SuiteConfig, measured: dict[str, list[SeriesMeasurements]]) -> dict[tuple[str, int], PaperScale]:
+    """The paper scale of every (family, seed): the paper's own steps, or the miniature mapping shared by the families."""
+    if config.suite == "paper":
+        return {(f, m.seed): paper_scale(m.steps) for f, series in measured.items() for m in series}
+    return shared_scales(
+        onsets={f: {m.seed: m.onset for m in series} for f, series in measured.items()},
+        steps={f: {m.seed: m.steps for m in series} for f, series in measured.items()},
+        ends={f: series[0].total_steps for f, series in measured.items()},
+    )

@@ -1,0 +1,143 @@
+"""Where records live: `<cache>/records/<key>.pt`, keyed by checkpoint, data, options and code,
+written atomically and computed by exactly one process (a worker skips a checkpoint another holds
+the lock for and comes back to it, so `-n N` workers spread over every series and seed)."""
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+import lpi_core
+from fixtures.series import Checkpoint
+from lpi_core.atomic import TMP_PREFIX, atomic_write_bytes
+from lpi_core.locks import Timeout, exclusive
+
+from . import records
+from .records import RECORD_FORMAT, Data, RunOptions, compute_record
+
+
+@functools.cache
+def code_version() -> str:
+    """lpi_core's version and a digest of the code a record depends on: lpi_core and claims/records.py."""
+    package = Path(lpi_core.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")) + [Path(records.__file__)]:
+        digest.update(path.name.encode() + path.read_bytes())
+    return f"{lpi_core.__version__}+{digest.hexdigest()[:12]}"
+
+
+def record_key(checkpoint: Checkpoint, data: Data, options: RunOptions) -> str:
+    identity = {
+        "step": checkpoint.step,
+        "source": checkpoint.source,
+        "revision": checkpoint.revision,
+        "data": data.digest,
+        "options": asdict(options),
+        "code": code_version(),
+        "format": RECORD_FORMAT,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
+
+
+class RecordStore:
+    """Records in `<cache>/records/<key>.pt`, one lock file per key."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.directory = Path(cache_dir) / "records"
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        return self.directory / f"{key}.pt"
+
+    def load(self, key: str) -> dict | None:
+        path = self.path(key)
+        if not path.exists():
+            return None
+        try:
+            record = torch.load(path, weights_only=True)
+        except Exception:  # unreadable: written by an incompatible version, or damaged; recompute
+            return None
+        if not isinstance(record, dict) or record.get("meta", {}).get("format") != RECORD_FORMAT:
+            return None  # written by an incompatible version: recompute
+        return record
+
+    def save(self, key: str, record: dict) -> None:
+        """Write the record atomically, and log its checksum and writer in `computed.log`."""
+        buffer = io.BytesIO()
+        torch.save(record, buffer)
+        data = buffer.getvalue()
+        atomic_write_bytes(self.path(key), data)
+        log = self.directory / "computed.log"
+        with exclusive(str(log) + ".lock"), open(log, "a") as f:
+            f.write(f"{key}\t{hashlib.sha256(data).hexdigest()}\t{os.environ.get('PYTEST_XDIST_WORKER', 'main')}\t{os.getpid()}\n")
+
+    def computed_log(self) -> list[tuple[str, str, str]]:
+        """(key, sha256, worker) of every record written to this store, oldest first."""
+        log = self.directory / "computed.log"
+        if not log.exists():
+            return []
+        return [tuple(line.split("\t")[:3]) for line in log.read_text().splitlines() if line]
+
+    def ensure_all(
+        self,
+        checkpoints: Sequence[Checkpoint],
+        data: Data,
+        options: RunOptions,
+        compute: Callable[[Checkpoint, Data, RunOptions], dict] = compute_record,
+        rotate: int = 0,
+        poll_seconds: float = 0.5,
+        keep: bool = True,
+    ) -> list[dict | None]:
+        """The record of every checkpoint (of any series and seed), in order, computing the missing
+        ones; `rotate` staggers the workers' starting points; `keep=False` only makes sure they exist
+        (None in their place: a run's records together can exceed the memory)."""
+        order = list(range(len(checkpoints)))
+        if order:
+            shift = rotate % len(order)
+            order = order[shift:] + order[:shift]
+        found: dict[int, dict] = {}
+        while order:
+            progressed = False
+            for i in list(order):
+                key = record_key(checkpoints[i], data, options)
+                record = self.load(key)
+                if record is None:
+                    try:
+                        with exclusive(str(self.path(key)) + ".lock", timeout=0):
+                            record = self.load(key)
+                            if record is None:
+                                for leftover in self.directory.glob(f"{TMP_PREFIX}{key}.pt-*"):
+                                    leftover.unlink()  # an interrupted write of this record
+                                record = compute(checkpoints[i], data, options)
+                                self.save(key, record)
+                    except Timeout:
+                        continue  # another worker computes it; come back later
+                found[i] = record if keep else None
+                order.remove(i)
+                progressed = True
+            if order and not progressed:
+                time.sleep(poll_seconds)
+        return [found[i] for i in range(len(checkpoints))]
+
+    def ensure(self, checkpoints: Sequence[Checkpoint], data: Data, options: RunOptions, **kwargs) -> dict[int, dict]:
+        """`ensure_all` for the checkpoints of one series, by step."""
+        return {c.step: r for c, r in zip(checkpoints, self.ensure_all(checkpoints, data, options, **kwargs))}
+
+    def load_all(self, checkpoints: Sequence[Checkpoint], data: Data, options: RunOptions) -> tuple[list[dict | None], list[Checkpoint]]:
+        """The cached records (None where missing) and the checkpoints that have none."""
+        found = [self.load(record_key(c, data, options)) for c in checkpoints]
+        return found, [c for c, r in zip(checkpoints, found) if r is None]
+
+
+def worker_index() -> int:
+    """0 for the controller or gw0, 1 for gw1, …"""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker[2:]) if worker.startswith("gw") else 0

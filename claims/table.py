@@ -1,0 +1,108 @@
+"""The claims-vs-measured table and the markdown report around it (rendering only)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from tabulate import tabulate
+
+from .evaluate import ClaimResult
+from .options import READINGS
+
+MACHINE_NOTE = (
+    "Results do not depend on the thread count or the number of workers; on another CPU or kernel set their last "
+    "bits differ, and a miniature rebuilt there follows another training trajectory: compare its verdicts with the "
+    "seed spread, not with this table."
+)
+SCORES = {
+    "exact": "exact Gated-LPI (the paper's score)",
+    "first-order": "first-order approximation of Gated-LPI (opt-in, not the paper's exact score)",
+}
+CONFOUND_NOTE = (
+    "Miniature suite: the MoE and the dense model of a seed train on the same token stream (batch, steps, seed), "
+    "which removes the paper's corpus confound (OLMoE-MIX vs Dolma)."
+)
+
+
+def _checkpoints(steps: dict[str, list[int]]) -> str:
+    return "; ".join(f"{f}: {', '.join(map(str, s)) or '—'}" for f, s in steps.items())
+
+
+def table(results: Sequence[ClaimResult], mode: str) -> str:
+    """One row per check: the paper's magnitude, ours (each model's), the tested quantity with its
+    interval and claimed side, the checkpoints, and the verdict; `mode` names the scores."""
+    rows = []
+    for r in results:
+        for i, c in enumerate(r.checks):
+            magnitudes = "; ".join(f"{f} {m['shown']}" for f, m in c.magnitudes.items()) if c.side == "contrast" else ""
+            rows.append(
+                [
+                    r.test_id if i == 0 else "",
+                    c.label,
+                    c.paper,
+                    magnitudes,
+                    f"{c.shown} ({c.op} {c.threshold_shown})",
+                    _checkpoints(c.checkpoints),
+                    mode,
+                    c.verdict,
+                    r.verdict if i == 0 else "",
+                ]
+            )
+    headers = ["test", "check", "paper", "measured per model [95% CI]", "tested [95% CI] (claimed side)", "checkpoints", "scores", "check verdict", "verdict"]
+    return tabulate(rows, headers=headers, tablefmt="github")
+
+
+def _value(v) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def markdown(results: Sequence[ClaimResult], context: dict) -> str:
+    config = context["config"]
+    line = ", ".join(f"{k}={v}" for k, v in config.items() if v not in (None, (), []))
+    readings = ", ".join(f"{k}={config[k]}" for k in READINGS)
+    counts = {}
+    for r in results:
+        counts[r.verdict] = counts.get(r.verdict, 0) + 1
+    lines = [
+        "# lpi-claims: claims vs measured",
+        "",
+        f"`{line}`",
+        "",
+        f"Scores: {SCORES[config['lpi_mode']]}. Readings in force: {readings}; attention neurons: position vectors summed, then one LPI.",
+        "",
+        "Verdicts: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items())) + f" of {len(results)} tests.",
+        "",
+        table(results, config["lpi_mode"]),
+        "",
+        "## Interval methods",
+        "",
+    ]
+    lines += [f"- {m}" for m in sorted({c.method for r in results for c in r.checks})] or ["- none"]
+    lines += ["", "## Controls beside the set statistics", ""]
+    for r in results:
+        for family, values in r.controls.items():
+            lines.append(f"- {r.test_id} ({family}): " + "; ".join(f"{k} {_value(v)}" for k, v in values.items()))
+    lines += ["", "## Notes", ""]
+    lines += [f"- {r.test_id}: {n}" for r in results for n in r.notes] or ["- none"]
+    if config["suite"] == "miniature":
+        lines += [f"- {CONFOUND_NOTE}"]
+    if context["not_measured"]:
+        lines += ["", "## Not measured", ""]
+        by_reason: dict[str, list[str]] = {}
+        for test_id, reason in sorted(context["not_measured"].items()):
+            by_reason.setdefault(reason, []).append(test_id)
+        lines += [f"- {', '.join(ids)}: {reason}" for reason, ids in by_reason.items()]
+    lines += ["", "## Paper scale (checkpoint → paper step; — = before onset, no paper analogue)", ""]
+    for key, text in context["scales"].items():
+        lines.append(f"- **{key}**: {text}")
+    lines += ["", "## Windows (paper steps → checkpoints used)", ""]
+    for key, windows in context["windows"].items():
+        lines.append(f"- **{key}**: " + "; ".join(f"{name}: {steps}" for name, steps in windows.items()))
+    lines += ["", "## Models and revisions", ""]
+    for family, info in context["series"].items():
+        for s in info["series"]:
+            lines.append(f"- **{family}** seed {s['seed']}: `{info['name']}`, checkpoints (step: revision, commit): " + ", ".join(
+                f"{c['step']}: {c['revision'] or 'local'} {c['commit'] or ''}".strip() for c in s["checkpoints"]
+            ))
+    lines += ["", "## Versions", "", "- " + ", ".join(f"{k} {v}" for k, v in context["versions"].items())]
+    lines += ["", "## Machine", "", "- " + ", ".join(f"{k} {v}" for k, v in context["machine"].items()), f"- {MACHINE_NOTE}", ""]
+    return "\n".join(lines)
