@@ -100,7 +100,7 @@ def test_build_records_hit_at_10_onset_and_prior_baseline(smoke):
     assert 0.5 < smoke.prior_baseline_hit_at_10 < 1  # six of the twelve relations have at most ten objects
     by_kind = smoke.manifest["tokens_by_kind"]
     assert sum(by_kind.values()) == smoke.manifest["tokens"]
-    assert by_kind["evaluation"] < 0.5 * smoke.manifest["tokens"]  # facts compete with other text
+    assert 0.5 < by_kind["evaluation"] / smoke.manifest["tokens"] < 0.8  # smoke: 80% of the lines, shorter than the rest
 
 
 def test_training_figure_is_written(smoke, tmp_path):
