@@ -13,6 +13,7 @@ import torch
 
 from benchmarks.timing import timed
 from fixtures.miniature.build import build_miniature
+from fixtures.miniature.presets import PRESETS
 from lpi_core import evaluation_set
 from lpi_core.capture import capture_last_position
 from lpi_core.engine import score_capture
@@ -20,7 +21,7 @@ from lpi_core.metrics import spearman, topk_jaccard
 from lpi_core.reference import reference_scores
 from lpi_core.tokenization import encode_prompts, target_token_ids
 
-STEPS = (30, 120, 360)
+STEPS = (PRESETS["default"].checkpoints[3], PRESETS["default"].checkpoints[8], PRESETS["default"].checkpoints[-1])  # early, middle, last
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -16,11 +17,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fixtures.miniature.build import build_miniature, build_series, cache_root, run_directory
-from fixtures.miniature.corpus import relation_facts, render_corpus
+from fixtures.miniature.build import MiniatureRun, build_miniature, build_series, cache_root, run_directory
+from fixtures.miniature.corpus import object_counts, relation_facts, render_corpus
+from fixtures.miniature.figure import training_figure
 from fixtures.miniature.presets import PRESETS
-from lpi_core import evaluation_set
+from lpi_core import evaluation_set, hits_at_k
 from lpi_core.atomic import TMP_PREFIX
+from lpi_core.metrics import knowledge_onset
+from lpi_core.tokenization import target_token_ids
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,21 +42,70 @@ def smoke(tmp_path_factory):
     return build_miniature("smoke", cache_dir=tmp_path_factory.mktemp("cache"))
 
 
+def expected_parameters(config, family: str) -> int:
+    """Parameter count from the shape alone: untied embeddings, attention, FFN (and OLMoE's router and norms)."""
+    shape, vocab = config.shape(family), config.vocab_size
+    h, layers = shape.hidden, shape.layers
+    embeddings = 2 * vocab * h
+    if family == "dense":  # OLMo's layer norms carry no weights
+        return embeddings + layers * (4 * h * h + 3 * h * shape.ffn_dim)
+    experts = shape.experts * 3 * h * shape.expert_dim
+    return embeddings + layers * (4 * h * h + 4 * h + shape.experts * h + experts) + h  # norms: input, post, q, k; final
+
+
 def test_every_checkpoint_loads_through_the_common_loader(smoke):
     moe, dense = smoke.series("moe"), smoke.series("dense")
     assert moe.steps == dense.steps == list(PRESETS["smoke"].checkpoints)
-    counts = {}
     for series, family in ((moe, "olmoe"), (dense, "olmo")):
         for checkpoint in series.checkpoints:
             lm = checkpoint.load()
             assert lm.adapter.family == family
-        counts[family] = sum(p.numel() for p in lm.model.parameters())
-        assert lm.adapter.num_layers == 4 and lm.model.config.hidden_size == 64
-    router = 4 * 4 * 64  # 4 layers × 4 experts × hidden
-    norms = 4 * 4 * 64 + 64  # OLMoE's weighted norms (input, post-attention, q, k; final); OLMo's have no weights
-    assert counts["olmoe"] - router - norms == counts["olmo"]  # same total FFN, attention and embeddings
+        assert sum(p.numel() for p in lm.model.parameters()) == expected_parameters(PRESETS["smoke"], series.family)
+    assert moe.checkpoints[0].load().model.config.norm_topk_prob is False
     assert len(smoke.losses("moe")) == PRESETS["smoke"].train.steps
     assert smoke.losses("moe")[-1] < smoke.losses("moe")[0] - 1.0
+
+
+@pytest.mark.parametrize("preset", ["default", "large"])
+def test_preset_shapes_have_olmoes_proportions_at_equal_total_parameters(preset):
+    config = PRESETS[preset]
+    moe, dense = config.moe, config.dense
+    assert moe.experts >= 32 and moe.top_k * 8 == moe.experts and moe.active_ffn >= 1.5 * moe.hidden
+    assert moe.heads >= 8 and dense.heads >= 8 and 2.5 <= dense.ffn_dim / dense.hidden <= 4
+    for shape in (moe, dense):  # SPEC's sizing rule: top-1% of units
+        assert round(0.01 * shape.attention_neurons) >= 20 and round(0.01 * shape.ffn_neurons) >= 50
+    moe_total, dense_total = expected_parameters(config, "moe"), expected_parameters(config, "dense")
+    assert abs(moe_total - dense_total) / dense_total < 0.02
+    assert config.seeds >= 3
+    warmup, steps = config.train.warmup_steps, config.train.steps
+    assert warmup <= 0.02 * steps
+    early = [s for s in config.checkpoints if s <= 0.15 * steps]
+    assert len(early) >= 5 and len(config.checkpoints) - len(early) >= 5
+
+
+def test_build_records_hit_at_10_onset_and_prior_baseline(smoke):
+    """series.json carries what the claims layer reports; HIT@10 is recomputed here for one checkpoint."""
+    manifest = smoke.series_manifest("moe")
+    steps = list(PRESETS["smoke"].checkpoints)
+    hit = smoke.hit_at_10("moe")
+    assert list(hit) == steps and all(0 <= v <= 1 for v in hit.values())
+    data = evaluation_set()
+    lm = smoke.series("moe").at(steps[-1]).load()
+    hits = hits_at_k(lm, data["prompt"], target_token_ids(lm.tokenizer, data["object"]))
+    assert hit[steps[-1]] == pytest.approx(hits.float().mean().item())
+    assert manifest["chance_hit_at_10"] == pytest.approx(10 / len(lm.tokenizer))
+    assert manifest["onset_step"] == knowledge_onset(steps, list(hit.values()), manifest["chance_hit_at_10"])
+    assert manifest["total_steps"] == PRESETS["smoke"].train.steps
+    assert manifest["prior_baseline_hit_at_10"] == smoke.prior_baseline_hit_at_10
+    assert 0.5 < smoke.prior_baseline_hit_at_10 < 1  # six of the twelve relations have at most ten objects
+    by_kind = smoke.manifest["tokens_by_kind"]
+    assert sum(by_kind.values()) == smoke.manifest["tokens"]
+    assert 0.5 < by_kind["evaluation"] / smoke.manifest["tokens"] < 0.8  # smoke: 80% of the lines, shorter than the rest
+
+
+def test_training_figure_is_written(smoke, tmp_path):
+    path = training_figure(smoke, tmp_path / "training.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
 
 
 def test_same_preset_and_seed_give_bit_identical_checkpoints(smoke, tmp_path):
@@ -80,7 +133,7 @@ def test_cache_key_follows_the_whole_configuration(tmp_path):
         dataclasses.replace(smoke, sentences=smoke.sentences + 1),
         dataclasses.replace(smoke, model_seed=1),
         dataclasses.replace(smoke, train=dataclasses.replace(smoke.train, lr=1e-3)),
-        dataclasses.replace(smoke, shape=dataclasses.replace(smoke.shape, top_k=1)),
+        dataclasses.replace(smoke, moe=dataclasses.replace(smoke.moe, top_k=1)),
     ]
     directories = {run_directory(c, tmp_path) for c in changed}
     assert len(directories) == 4 and run_directory(smoke, tmp_path) not in directories
@@ -98,19 +151,26 @@ def test_cache_location(monkeypatch, tmp_path):
     assert cache_root() == tmp_path / "xdg" / "lpi-claims"
 
 
-def test_corpus_is_zipf_skewed_over_every_relation_with_the_evaluation_facts():
+def test_corpus_mixes_skewed_facts_with_other_relations_and_background():
     facts = relation_facts()
     assert len(facts) == 11089
-    sentences = render_corpus(50_000, zipf_exponent=1.0, seed=0)
-    counts = sorted(Counter(sentences).values(), reverse=True)
-    assert counts[0] > 50 * counts[len(counts) // 2]  # a heavy head and a long tail
-    assert render_corpus(100, seed=3) == render_corpus(100, seed=3) != render_corpus(100, seed=4)
+    lines = render_corpus(50_000, zipf_exponent=1.0, seed=0, shares=(0.4, 0.3, 0.3))
+    kinds = Counter(line.kind for line in lines)
+    assert abs(kinds["evaluation"] - 20_000) < 500 and abs(kinds["background"] - 15_000) < 500
     evaluation = evaluation_set()
-    corpus = set(render_corpus(200_000, zipf_exponent=0.8, seed=0))
+    assert {line.relation for line in lines if line.kind == "evaluation"} == set(evaluation["relation"])
+    assert not {line.relation for line in lines if line.kind == "other"} & set(evaluation["relation"])
+    counts = sorted(Counter(line.text for line in lines if line.kind == "evaluation").values(), reverse=True)
+    assert counts[0] > 50 * counts[len(counts) // 2]  # a heavy head and a long tail
+    assert [line.text for line in render_corpus(100, seed=3)] == [line.text for line in render_corpus(100, seed=3)]
+    assert [line.text for line in render_corpus(100, seed=3)] != [line.text for line in render_corpus(100, seed=4)]
     rendered = {f"{p} {o}." for p, o in zip(evaluation["prompt"], evaluation["object"])}
-    assert len(rendered & corpus) > 300  # evaluation facts occur in their evaluation template
-    templates = {s.split(" ")[0] for s in corpus}
-    assert len(templates) > 20
+    assert len(rendered & {line.text for line in render_corpus(200_000, seed=0)}) > 300  # in their evaluation template
+    counted = object_counts(lines)
+    stated = Counter(line.object for line in lines if line.relation == "country capital city")
+    assert counted["country capital city"] == dict(stated) and sum(stated.values()) > 0
+    with pytest.raises(ValueError, match="shares must be three"):
+        render_corpus(10, shares=(0.5, 0.5))
 
 
 def test_the_trainer_takes_the_users_own_text(tmp_path):
@@ -141,3 +201,11 @@ def test_a_killed_build_resumes_to_the_same_checkpoints(smoke, tmp_path):
     assert weights_digest(resumed) == weights_digest(smoke)
     assert resumed.losses("moe") == smoke.losses("moe")
     assert not list(root.rglob(f"{TMP_PREFIX}*")) and not list(root.rglob("trainer_state.pt"))
+
+
+def test_hit_at_10_comes_back_in_step_order(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps({"preset": "x", "prior_baseline_hit_at_10": 0.8}))
+    (tmp_path / "moe" / "seed0").mkdir(parents=True)
+    recorded = {"hit_at_10": {"120": 0.5, "16": 0.1, "8": 0.0}}
+    (tmp_path / "moe" / "seed0" / "series.json").write_text(json.dumps(recorded, sort_keys=True))
+    assert list(MiniatureRun(tmp_path).hit_at_10("moe").items()) == [(8, 0.0), (16, 0.1), (120, 0.5)]

@@ -1,0 +1,77 @@
+"""The miniature trainer's parts on hand-made inputs: router z-loss, grouped experts, prior-only baseline."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from fixtures.miniature.experts import grouped_experts
+from fixtures.miniature.presets import DenseShape, MoeShape
+from fixtures.miniature.prior import prior_hits, prior_top_k
+from fixtures.miniature.train import TrainConfig, router_z_loss, train
+
+SPECIAL = dict(bos_token_id=0, eos_token_id=0, pad_token_id=1)
+
+
+def test_router_z_loss_is_the_per_layer_mean_of_squared_logsumexp_summed_over_layers():
+    first = torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0]])  # logsumexp: ln 2, ln 4
+    second = torch.tensor([[1.0, 1.0]])  # logsumexp: 1 + ln 2
+    by_hand = (math.log(2) ** 2 + math.log(4) ** 2) / 2 + (1 + math.log(2)) ** 2
+    assert router_z_loss([first, second]).item() == pytest.approx(by_hand, rel=1e-6)
+
+
+def test_grouped_experts_compute_transformers_olmoe_forward_and_gradients():
+    torch.manual_seed(0)
+    shape = MoeShape(layers=2, hidden=32, heads=8, experts=8, top_k=2, expert_dim=16)
+    model = AutoModelForCausalLM.from_config(shape.config(64, 16, SPECIAL))
+    ids = torch.randint(64, (3, 16))
+    reference = model(input_ids=ids, labels=ids).loss
+    reference.backward()
+    expected = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    with grouped_experts(model):
+        grouped = model(input_ids=ids, labels=ids).loss
+        grouped.backward()
+    assert grouped.item() == pytest.approx(reference.item(), abs=1e-6)
+    for name, parameter in model.named_parameters():
+        torch.testing.assert_close(parameter.grad, expected[name], atol=1e-6, rtol=1e-4, msg=name)
+    assert "forward" not in vars(model.model.layers[0].mlp.experts)  # restored on exit
+
+
+def test_moe_configs_keep_top_k_weights_unnormalised_and_eager_attention():
+    config = MoeShape(layers=1, hidden=32, heads=8, experts=32, top_k=4, expert_dim=12).config(64, 16, SPECIAL)
+    assert config.norm_topk_prob is False and config.router_aux_loss_coef == 0.01
+    assert config._attn_implementation == "eager"
+    assert DenseShape(layers=1, hidden=32, heads=8, ffn_dim=96).config(64, 16, SPECIAL)._attn_implementation == "eager"
+
+
+def test_prior_baseline_ranks_each_relations_target_tokens_by_corpus_frequency():
+    # first tokens: red and rose share token 1; blue 2, green 3; yes 4, no 5
+    token_of = {"red": 1, "rose": 1, "blue": 2, "green": 3, "yes": 4, "no": 5}.__getitem__
+    counts = {"colour": {"red": 2, "rose": 2, "blue": 3, "green": 1}, "answer": {"yes": 1, "no": 1}}
+    assert prior_top_k(counts["colour"], token_of, k=2) == [1, 2]  # red + rose = 4 beats blue = 3
+    assert prior_top_k(counts["answer"], token_of, k=1) == [4]  # a tie goes to the smaller token id
+    relations = ["colour", "colour", "colour", "colour", "answer", "answer"]
+    targets = [token_of(o) for o in ("rose", "blue", "green", "red", "yes", "no")]
+    hits = prior_hits(counts, relations, targets, token_of, k=2)
+    assert hits.tolist() == [True, True, False, True, True, True]
+    assert prior_hits(counts, relations, targets, token_of, k=1).float().mean().item() == pytest.approx(3 / 6)
+    with pytest.raises(KeyError, match="no facts of relations"):
+        prior_hits(counts, ["size"], [1], token_of)
+
+
+def test_moe_training_gives_the_same_weights_whatever_the_callers_thread_count():
+    shape = MoeShape(layers=2, hidden=64, heads=8, experts=32, top_k=4, expert_dim=24)
+    stream = torch.randint(128, (4000,), generator=torch.Generator().manual_seed(1))
+    config = TrainConfig(steps=4, batch_size=8, seq_len=32, lr=4e-3, warmup_steps=1)
+    weights = []
+    for caller_threads in (1, 2):
+        torch.set_num_threads(caller_threads)
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(shape.config(128, 64, SPECIAL))
+        losses = train(model, stream, config, save_at=[], save=lambda *args: None)
+        assert torch.get_num_threads() == caller_threads  # restored
+        weights.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
+    assert len(losses) == 4 and torch.equal(weights[0], weights[1])
