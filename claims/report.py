@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from fixtures.miniature.build import MiniatureRun
+from fixtures.miniature.figure import training_figure
 from lpi_core.atomic import atomic_write_json, atomic_write_text
 from lpi_core.reproducible import numeric_environment
 
@@ -56,8 +58,29 @@ def build_report(
     }
     out = Path(config.report_dir)
     out.mkdir(parents=True, exist_ok=True)
+    run = config.miniature(build=False) if config.suite == "miniature" and measured else None
+    if run is not None:
+        context["miniature"] = miniature_training(run, {f: [m.seed for m in series] for f, series in measured.items()})
     atomic_write_text(out / "claims.md", markdown(results, context))
     atomic_write_json(out / "claims.json", payload(results, measured, context, config.lpi_mode))
     if measured:
         figures(measured, out)
+    if run is not None:
+        training_figure(run, out / "fig0_training.png")
     return results, out
+
+
+def miniature_training(run: MiniatureRun, seeds: dict[str, list[int]]) -> dict:
+    """Per family and seed: HIT@10 over the 906 prompts at each step, onset, run length, and the prior-only baseline."""
+    return {
+        family: {
+            str(seed): {
+                "hit_at_10": {str(step): value for step, value in run.hit_at_10(family, seed).items()},
+                "onset_step": run.onset_step(family, seed),
+                "total_steps": run.series(family, seed).total_steps,
+                "prior_baseline_hit_at_10": run.prior_baseline_hit_at_10,
+            }
+            for seed in family_seeds
+        }
+        for family, family_seeds in seeds.items()
+    }

@@ -91,6 +91,14 @@ def markdown(results: Sequence[ClaimResult], context: dict) -> str:
         for test_id, reason in sorted(context["not_measured"].items()):
             by_reason.setdefault(reason, []).append(test_id)
         lines += [f"- {', '.join(ids)}: {reason}" for reason, ids in by_reason.items()]
+    if "miniature" in context:
+        lines += ["", "## Training (HIT@10 over the 906 prompts; onset = half the final gain over chance; fig0_training.png)", ""]
+        for family, seeds in context["miniature"].items():
+            for seed, t in seeds.items():
+                hits = ", ".join(f"{step}: {value:.3f}" for step, value in t["hit_at_10"].items())
+                lines.append(f"- **{family}** seed {seed}: onset step {t['onset_step']} of {t['total_steps']}; HIT@10 {hits}")
+        prior = next(iter(next(iter(context["miniature"].values())).values()))["prior_baseline_hit_at_10"]
+        lines.append(f"- prior-only baseline (each relation's answers ranked by corpus frequency): HIT@10 {_value(prior)}")
     lines += ["", "## Paper scale (checkpoint → paper step; — = before onset, no paper analogue)", ""]
     for key, text in context["scales"].items():
         lines.append(f"- **{key}**: {text}")

@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from claims.catalogue import CLAIMS, claim_sides
+from fixtures.miniature.build import MiniatureRun
 from claims.store import RecordStore
 from claims.verdicts import NOT_MEASURED, VERDICTS, verdict
 from lpi_core.atomic import TMP_PREFIX
@@ -72,6 +73,14 @@ def test_report_holds_every_check_with_its_interval_and_a_verdict_that_follows_t
     assert moe["steps"] == [15, 30, 45, 60] and len(moe["jstab_ffn"]["values"]) == 3 and moe["seed"] == 0
     versions = payload["context"]["versions"]
     assert versions["torch"] == torch.__version__ and re.fullmatch(r"\d+\.\d+\.\d+\+[0-9a-f]{12}", versions["code"])
+    training = payload["context"]["miniature"]
+    run = MiniatureRun(next((cache / "miniature").glob("smoke-*")))
+    for family in ("moe", "dense"):
+        assert training[family]["0"]["hit_at_10"] == {str(s): v for s, v in run.hit_at_10(family).items()}
+        assert list(training[family]["0"]["hit_at_10"]) == ["15", "30", "45", "60"] and training[family]["0"]["total_steps"] == 60
+        assert training[family]["0"]["onset_step"] == run.onset_step(family)
+        assert training[family]["0"]["prior_baseline_hit_at_10"] == run.prior_baseline_hit_at_10
+    assert (report / "fig0_training.png").stat().st_size > 10_000 and "## Training" in markdown
     machine = payload["context"]["machine"]
     assert machine["cpu"] == cpu_model() and machine["aten_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert f"cpu {cpu_model()}" in markdown and "compare its verdicts with the seed spread" in markdown

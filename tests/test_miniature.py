@@ -66,7 +66,7 @@ def test_every_checkpoint_loads_through_the_common_loader(smoke):
     assert smoke.losses("moe")[-1] < smoke.losses("moe")[0] - 1.0
 
 
-@pytest.mark.parametrize("preset", ["default", "large"])
+@pytest.mark.parametrize("preset", ["proportional", "large"])
 def test_preset_shapes_have_olmoes_proportions_at_equal_total_parameters(preset):
     config = PRESETS[preset]
     moe, dense = config.moe, config.dense
