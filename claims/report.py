@@ -65,7 +65,7 @@ def build_report(
     atomic_write_json(out / "claims.json", payload(results, measured, context, config.lpi_mode))
     if measured:
         figures(measured, out)
-    if run is not None:
+    if run is not None and run.seeds:  # the figure shows seeds whose two series are built (not under -k moe)
         training_figure(run, out / "fig0_training.png")
     return results, out
 
