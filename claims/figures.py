@@ -1,7 +1,6 @@
 """The paper-style figures (1-5) of the measured series, every seed drawn (rendering only)."""
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import matplotlib
@@ -9,21 +8,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from lpi_core.atomic import atomic_write_bytes  # noqa: E402
+from lpi_core.atomic import atomic_write_png  # noqa: E402
 from lpi_core.metrics import random_set_jaccard  # noqa: E402
 
 from .measure import SeriesMeasurements  # noqa: E402
 from .records import ABLATIONS  # noqa: E402
 
 FIGURES = ("fig1_jstab.png", "fig2_layer_trajectories.png", "fig3_4_layer_profiles.png", "fig5_ablation.png")
-
-
-def _save(fig, path: Path) -> Path:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
 
 
 def _label(m: SeriesMeasurements, several: bool) -> str:
@@ -44,7 +35,7 @@ def figures(measured: dict[str, list[SeriesMeasurements]], out: Path) -> list[Pa
             ax.axhline(100 * random_set_jaccard(series[0].units[kind]), ls=":", lw=1, color="grey")
         ax.set(title=f"{kind.upper()} top-1% set stability J_stab", xlabel="fraction of training run", ylabel="Jaccard (%)")
         ax.legend(fontsize="small")
-    written.append(_save(fig, out / FIGURES[0]))
+    written.append(atomic_write_png(fig, out / FIGURES[0]))
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
     for ax, kind in zip(axes, ("ffn", "attn")):
@@ -53,7 +44,7 @@ def figures(measured: dict[str, list[SeriesMeasurements]], out: Path) -> list[Pa
             ax.plot([s / m.total_steps for s in m.steps], profile.mean(1), marker="o", label=_label(m, several))
         ax.set(title=f"mean {kind.upper()} layer LPI over training", xlabel="fraction of training run", ylabel="mean layer LPI")
         ax.legend(fontsize="small")
-    written.append(_save(fig, out / FIGURES[1]))
+    written.append(atomic_write_png(fig, out / FIGURES[1]))
 
     first = [series[0] for series in measured.values()]
     fig, axes = plt.subplots(len(first), 2, figsize=(11, 3.4 * len(first)), squeeze=False, layout="constrained")
@@ -66,7 +57,7 @@ def figures(measured: dict[str, list[SeriesMeasurements]], out: Path) -> list[Pa
                 ax.plot(profile[m.steps.index(step)], marker=".", label=f"step {step}")
             ax.set(title=f"{_label(m, several)} {kind.upper()} layer profile", xlabel="layer", ylabel="layer LPI")
             ax.legend(fontsize="small")
-    written.append(_save(fig, out / FIGURES[2]))
+    written.append(atomic_write_png(fig, out / FIGURES[2]))
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6), layout="constrained")
     for ax, ablation in zip(axes, ABLATIONS):
@@ -75,5 +66,5 @@ def figures(measured: dict[str, list[SeriesMeasurements]], out: Path) -> list[Pa
             ax.plot([s / m.total_steps for s in t.steps], t.points, marker="o", label=_label(m, several))
         ax.set(title=f"HIT@10 drop, {ablation} masked", xlabel="fraction of training run", ylabel="drop (%)")
         ax.legend(fontsize="small")
-    written.append(_save(fig, out / FIGURES[3]))
+    written.append(atomic_write_png(fig, out / FIGURES[3]))
     return written

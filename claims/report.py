@@ -23,10 +23,9 @@ from .windows import WINDOWS
 
 
 def evaluate_all(
-    config: SuiteConfig, measured: dict[str, list[SeriesMeasurements]], test_ids: set[str] | None = None
+    config: SuiteConfig, measured: dict[str, list[SeriesMeasurements]], scales: dict, test_ids: set[str] | None = None
 ) -> list[ClaimResult]:
     """Every test (claim side) whose families are measured, or those in `test_ids`, in catalogue order."""
-    scales = scales_for(config, measured)
     return [
         evaluate(claim, side, measured, scales, config.rho_pairs)
         for claim in CLAIMS
@@ -44,8 +43,8 @@ def build_report(
 ) -> tuple[list[ClaimResult], Path]:
     """Evaluate the tests (all, or those in `test_ids`) and write the report files; `not_measured`
     maps the test ids that have no measurement to the reason."""
-    results = evaluate_all(config, measured, test_ids)
     scales = scales_for(config, measured)
+    results = evaluate_all(config, measured, scales, test_ids)
     context = {
         "config": config.as_dict(),
         "series": series_info,

@@ -1,6 +1,7 @@
 """Atomic writes: a result appears complete under its final name, or not at all."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -37,6 +38,16 @@ def atomic_write_text(path: Path, text: str) -> Path:
 
 def atomic_write_json(path: Path, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def atomic_write_png(figure: Any, path: Path, dpi: int = 110) -> Path:
+    """A matplotlib figure as a PNG, written atomically; the figure is closed afterwards."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    import matplotlib.pyplot as plt  # only where a figure exists, so matplotlib is already loaded
+
+    plt.close(figure)
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 @contextmanager
