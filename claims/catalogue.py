@@ -40,7 +40,7 @@ Measure = Callable[[SeriesMeasurements, Context], Estimate]
 class Quantity:
     label: str
     measure: Measure
-    set_statistic: bool = False  # J_stab or R_t: the centred percentile interval, and controls beside it
+    set_statistic: bool = False  # J_stab or R_t: the widened centred percentile interval (intervals.py), and controls beside it
     percent: bool = False  # a fraction shown ×100 with a % sign
     unit: str = ""
 
@@ -95,7 +95,7 @@ def pair_mean(trajectory: str, window: Window) -> Measure:
             return _untestable(m, f"window {window.name} holds {len(chosen)} usable checkpoint(s) {chosen}", chosen)
         t = getattr(m, trajectory)
         idx = [t.steps.index(s) for s in pairs]
-        return Estimate(float(np.mean(t.points[idx])), t.replicates[:, idx].mean(1), chosen)
+        return t.combined(idx, np.full(len(idx), 1 / len(idx)), chosen)
 
     return measure
 
@@ -108,8 +108,7 @@ def pair_at(trajectory: str, paper_step: int) -> Measure:
         if step is None:
             return _untestable(m, f"fewer than 2 usable checkpoints {ctx.scale.usable}", ctx.scale.usable)
         t = getattr(m, trajectory)
-        i = t.steps.index(step)
-        return Estimate(float(t.points[i]), t.replicates[:, i], [m.steps[m.steps.index(step) - 1], step])
+        return t.combined([t.steps.index(step)], np.ones(1), [m.steps[m.steps.index(step) - 1], step])
 
     return measure
 
@@ -138,7 +137,7 @@ def trend(trajectory: str, window: Window) -> Measure:
         idx = [t.steps.index(s) for s in pairs]
         x = np.array([ctx.scale.paper_step(s) for s in pairs]) / 1e6
         weights = (x - x.mean()) / ((x - x.mean()) ** 2).sum()
-        return Estimate(float(t.points[idx] @ weights), t.replicates[:, idx] @ weights, chosen)
+        return t.combined(idx, weights, chosen)
 
     return measure
 

@@ -2,7 +2,11 @@
 
 Every replicate row r uses row r of `resample_weights(examples, bootstrap)` at every checkpoint of
 every series, so a MoE and a dense series of one seed (one token stream, one evaluation set) are
-resampled identically and their difference is paired. All reductions are numpy float64.
+resampled identically and their difference is paired; likewise split s of `split_half_weights`.
+A set statistic θ (J_stab, R_t) also gets its split-half deviations (θ(A_s) - θ(B_s)) / √2 over
+the splits into halves A_s, B_s (see lpi_core.metrics.centred_percentile_interval). S_t is read
+from `st_<kind>` where a record holds it (mean |I|), else from the signed scores (|mean I|).
+All reductions are numpy float64.
 """
 from __future__ import annotations
 
@@ -13,12 +17,14 @@ import numpy as np
 from lpi_core.metrics import (
     ablation_drop,
     jaccard_rows,
+    complement_means,
     knowledge_onset,
     positive_gain_concentration_rows,
     resample_weights,
     top_fraction_mask,
 )
 
+from .intervals import Estimate
 from .records import ABLATIONS
 
 HIT_K = 10
@@ -31,6 +37,12 @@ class Trajectory:
     steps: list[int]
     points: np.ndarray  # [len(steps)]
     replicates: np.ndarray  # [R, len(steps)]
+    split_half: np.ndarray | None = None  # [S, len(steps)]: split-half deviations of a set statistic
+
+    def combined(self, idx: list[int], weights: np.ndarray, steps: list[int]) -> Estimate:
+        """The weighted sum of the points at `idx`, with the same sum of each replicate and split-half deviation."""
+        halves = None if self.split_half is None else self.split_half[:, idx] @ weights
+        return Estimate(float(self.points[idx] @ weights), self.replicates[:, idx] @ weights, steps, split_half=halves)
 
     def as_dict(self) -> dict:
         return {"steps": self.steps, "values": [float(v) for v in self.points]}
@@ -48,7 +60,7 @@ class SeriesMeasurements:
     jstab_attn: Trajectory
     r_ffn: Trajectory
     r_attn: Trajectory
-    ceiling_ffn: Trajectory  # split-half J of the top-1% sets at each checkpoint (no replicates)
+    ceiling_ffn: Trajectory  # J of the top-1% sets of two disjoint halves at each checkpoint, mean over splits (no replicates)
     ceiling_attn: Trajectory
     profile_ffn: np.ndarray  # [checkpoints, layers]
     profile_attn: np.ndarray
@@ -71,14 +83,23 @@ class SeriesMeasurements:
         return (self.profile_ffn, self.profile_ffn_reps) if kind == "ffn" else (self.profile_attn, self.profile_attn_reps)
 
 
-def _pair_trajectory(steps: list[int], points: list[np.ndarray], reps: list[np.ndarray], metric) -> Trajectory:
-    values = [metric(a[None], b[None])[0] for a, b in zip(points[:-1], points[1:])]
-    replicates = [metric(a, b) for a, b in zip(reps[:-1], reps[1:])]
-    return Trajectory(steps[1:], np.array(values, dtype=float), np.stack(replicates, 1) if replicates else np.zeros((reps[0].shape[0], 0)))
+def _pair_trajectory(steps: list[int], points: list[np.ndarray], reps: list[np.ndarray], halves: list[tuple[np.ndarray, np.ndarray]], metric) -> Trajectory:
+    """metric(checkpoint t-1, checkpoint t) per consecutive pair: point, replicates, split-half deviations."""
+    pairs = lambda xs: list(zip(xs[:-1], xs[1:]))  # noqa: E731
+    stacked = lambda rows, count: np.stack(rows, 1) if rows else np.zeros((count, 0))  # noqa: E731
+    values = [metric(a[None], b[None])[0] for a, b in pairs(points)]
+    replicates = [metric(a, b) for a, b in pairs(reps)]
+    split_half = [(metric(a[0], b[0]) - metric(a[1], b[1])) / np.sqrt(2) for a, b in pairs(halves)]
+    return Trajectory(steps[1:], np.array(values, dtype=float), stacked(replicates, reps[0].shape[0]), stacked(split_half, halves[0][0].shape[0]))
 
 
-def _jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return jaccard_rows(top_fraction_mask(a), top_fraction_mask(b))
+def _top_sets(points: list[np.ndarray], reps: list[np.ndarray], halves: list[tuple[np.ndarray, np.ndarray]]):
+    """The top-1% masks (S_t) of each checkpoint's point, replicates and split halves, computed once."""
+    return (
+        [top_fraction_mask(p[None])[0] for p in points],
+        [top_fraction_mask(r) for r in reps],
+        [(top_fraction_mask(a), top_fraction_mask(b)) for a, b in halves],
+    )
 
 
 def measure_series(family: str, name: str, seed: int, total_steps: int, records: dict[int, dict]) -> SeriesMeasurements:
@@ -86,10 +107,19 @@ def measure_series(family: str, name: str, seed: int, total_steps: int, records:
     steps = sorted(records)
     recs = [records[s] for s in steps]
     array = lambda r, key: r[key].double().numpy()  # noqa: E731
-    ffn, attn = [array(r, "ffn") for r in recs], [array(r, "attn") for r in recs]
-    boot_ffn, boot_attn = [r["boot_ffn"].numpy() for r in recs], [r["boot_attn"].numpy() for r in recs]  # float32: selection only
-    reps = boot_ffn[0].shape[0]
     n = recs[0]["hits"]["base"].numel()
+
+    def unit_arrays(key: str) -> tuple[list[np.ndarray], list[np.ndarray], list[tuple[np.ndarray, np.ndarray]]]:
+        """Points, bootstrap replicates and (A, B) split halves of `key` at every checkpoint."""
+        points = [array(r, key) for r in recs]
+        halves = [array(r, f"split_{key}") for r in recs]
+        boot = [r[f"boot_{key}"].numpy() for r in recs]  # float32: selection and gains only (memory)
+        return points, boot, [(h, complement_means(p, h, n)) for p, h in zip(points, halves)]
+
+    st = lambda kind: f"st_{kind}" if f"st_{kind}" in recs[0] else kind  # noqa: E731
+    ffn, attn = unit_arrays("ffn"), unit_arrays("attn")
+    sets_ffn, sets_attn = _top_sets(*unit_arrays(st("ffn"))), _top_sets(*unit_arrays(st("attn")))
+    reps = ffn[1][0].shape[0]
     counts = resample_weights(n, reps).double().numpy()
 
     def hit_rate(ablation: str) -> tuple[np.ndarray, np.ndarray]:
@@ -105,9 +135,8 @@ def measure_series(family: str, name: str, seed: int, total_steps: int, records:
             replicates = np.where(base_reps > 0, 100.0 * (base_reps - after_reps) / np.where(base_reps > 0, base_reps, 1), np.nan)
         drops[ablation] = Trajectory(steps, points, replicates)
 
-    def ceiling(kind: str) -> Trajectory:
-        halves = [array(r, f"half_{kind}") for r in recs]
-        values = np.array([_jaccard(h[0][None], h[1][None])[0] for h in halves])
+    def ceiling(halves: list[tuple[np.ndarray, np.ndarray]]) -> Trajectory:
+        values = np.array([jaccard_rows(a, b).mean() for a, b in halves])
         return Trajectory(steps, values, np.zeros((0, len(steps))))
 
     return SeriesMeasurements(
@@ -117,12 +146,12 @@ def measure_series(family: str, name: str, seed: int, total_steps: int, records:
         steps=steps,
         total_steps=total_steps,
         chance=HIT_K / recs[0]["meta"]["vocab"],
-        jstab_ffn=_pair_trajectory(steps, ffn, boot_ffn, _jaccard),
-        jstab_attn=_pair_trajectory(steps, attn, boot_attn, _jaccard),
-        r_ffn=_pair_trajectory(steps, ffn, boot_ffn, positive_gain_concentration_rows),
-        r_attn=_pair_trajectory(steps, attn, boot_attn, positive_gain_concentration_rows),
-        ceiling_ffn=ceiling("ffn"),
-        ceiling_attn=ceiling("attn"),
+        jstab_ffn=_pair_trajectory(steps, *sets_ffn, jaccard_rows),
+        jstab_attn=_pair_trajectory(steps, *sets_attn, jaccard_rows),
+        r_ffn=_pair_trajectory(steps, *ffn, positive_gain_concentration_rows),
+        r_attn=_pair_trajectory(steps, *attn, positive_gain_concentration_rows),
+        ceiling_ffn=ceiling(sets_ffn[2]),
+        ceiling_attn=ceiling(sets_attn[2]),
         profile_ffn=np.stack([array(r, "ffn_layer") for r in recs]),
         profile_attn=np.stack([array(r, "attn_layer") for r in recs]),
         profile_ffn_reps=np.stack([array(r, "boot_ffn_layer") for r in recs], 1),
@@ -130,10 +159,10 @@ def measure_series(family: str, name: str, seed: int, total_steps: int, records:
         hit=Trajectory(steps, base, base_reps),
         drops=drops,
         units={
-            "ffn": int(ffn[0].size),
-            "attn": int(attn[0].size),
+            "ffn": int(ffn[0][0].size),
+            "attn": int(attn[0][0].size),
             "heads": int(recs[0]["heads"].numel()),
-            "layers": int(ffn[0].shape[0]),
-            "routed_ffn": int(np.median([np.count_nonzero(f) for f in ffn])),
+            "layers": int(ffn[0][0].shape[0]),
+            "routed_ffn": int(np.median([np.count_nonzero(f) for f in ffn[0]])),
         },
     )

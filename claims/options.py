@@ -29,10 +29,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("seeds", "training seeds of the miniature run (default: the preset's); each seed is its own series", None, int),
     Option("rank-by", "ablated units: abs (the S_t set, largest |I|) or positive (largest positive I)", "abs", choices=("abs", "positive")),
     Option("target", "attributed token: answer (its first token) or predicted (the model's top-1)", "answer", choices=("answer", "predicted")),
+    Option("st-rank", "S_t ranks units by abs-mean (|mean I|, the paper's I_t) or mean-abs (mean |I|)", "abs-mean", choices=("abs-mean", "mean-abs")),
+    Option("attn-positions", "attention neurons: sum (sum the source positions' vectors, then one LPI) or each (sum of per-position LPIs)", "sum", choices=("sum", "each")),
     Option("rho-pairs", "ρ_avg over consecutive checkpoint pairs or all pairs", "consecutive", choices=("consecutive", "all")),
     Option("lpi-mode", "exact Gated-LPI (the paper's score) or first-order (a faster approximation)", "exact"),
     Option("cache-dir", "cache for checkpoints and records (default $LPI_CLAIMS_CACHE or ~/.cache/lpi-claims)"),
     Option("report-dir", "where claims.md, claims.json and the figures go", "reports"),
 )
 
-READINGS = ("rank_by", "target", "rho_pairs")  # the options that choose a reading the paper leaves open
+READINGS = ("rank_by", "target", "st_rank", "attn_positions", "rho_pairs")  # the options that choose a reading the paper leaves open

@@ -3,9 +3,11 @@
 A record holds, for the run's examples: the dataset-level Gated-LPI of every unit (FFN neurons,
 attention neurons, heads, layers), the same over `bootstrap` resamples of the examples (the rows
 of `resample_weights(examples, bootstrap)`, identical for every checkpoint and model, so two
-models' numbers can be paired), the same over the two halves of the examples (even and odd
-positions: the split-half noise ceiling), and HIT@10 per example with and without the ablations
-(top-1 head, top-10 heads, top-1% FFN neurons).
+models' numbers can be paired), the unit scores over one half of each of `SPLITS` random splits
+of the examples (`split_half_weights`: the split-half noise ceiling and the split-half spread of
+the set statistics), and HIT@10 per example with and without the ablations (top-1 head, top-10
+heads, top-1% FFN neurons). With `st_rank="mean-abs"` the S_t reading (mean |I| per unit) is
+stored beside the signed scores under `st_ffn`, `st_attn` (and their resamples and halves).
 """
 from __future__ import annotations
 
@@ -22,14 +24,17 @@ import transformers
 
 from fixtures.series import Checkpoint
 from lpi_core import Attribution, LanguageModel, attribute, hits_at_k
-from lpi_core.metrics import resample_weights, resampled_means
+from lpi_core.metrics import resample_weights, resampled_means, split_half_weights
 from lpi_core.reproducible import numeric_environment
 from lpi_core.tokenization import target_token_ids
 
-RECORD_FORMAT = 2
+RECORD_FORMAT = 3
+SPLITS = 200  # random splits into halves per record (at most `bootstrap`)
 ABLATIONS = ("top1-head", "top10-heads", "top1pct-ffn")
 RANKINGS = ("abs", "positive")  # ablated units: the S_t ranking (largest |I|), or the largest positive I
 TARGETS = ("answer", "predicted")  # the attributed token: the answer's first token, or the model's top-1
+ST_RANKS = ("abs-mean", "mean-abs")  # S_t ranks units by |mean I| (the paper's I_t), or by mean |I|
+ATTN_POSITIONS = ("sum", "each")  # an attention neuron: one LPI of its summed source positions, or the sum of per-position LPIs
 
 
 class NonFiniteScoresError(ArithmeticError):
@@ -44,6 +49,8 @@ class RunOptions:
     bootstrap: int = 1000
     rank_by: str = "abs"  # ablation ranking, one of RANKINGS
     target: str = "answer"  # the attributed token, one of TARGETS
+    st_rank: str = "abs-mean"  # the S_t reading, one of ST_RANKS
+    attn_positions: str = "sum"  # the attention-neuron reading, one of ATTN_POSITIONS
     device: str = "cpu"
     dtype: str = "float32"
     batch_size: int = 32
@@ -54,6 +61,10 @@ class RunOptions:
             raise ValueError(f"rank_by must be one of {', '.join(RANKINGS)}, not {self.rank_by!r}")
         if self.target not in TARGETS:
             raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {self.target!r}")
+        if self.st_rank not in ST_RANKS:
+            raise ValueError(f"st_rank must be one of {', '.join(ST_RANKS)}, not {self.st_rank!r}")
+        if self.attn_positions not in ATTN_POSITIONS:
+            raise ValueError(f"attn_positions must be one of {', '.join(ATTN_POSITIONS)}, not {self.attn_positions!r}")
 
     def torch_dtype(self) -> torch.dtype:
         return getattr(torch, self.dtype)
@@ -95,11 +106,14 @@ def check_finite(att: Attribution, lm: LanguageModel, where: str) -> None:
     raise NonFiniteScoresError(f"{where}: non-finite Gated-LPI scores ({detail}); {cause}")
 
 
-def half_means(per_example: torch.Tensor) -> torch.Tensor:
-    """[2, ...]: the means over the examples at even and at odd positions (two disjoint halves), summed
-    row by row in numpy float64 (one fixed order, whatever torch's thread count)."""
-    halves = [per_example[start::2].reshape(-1, *per_example.shape[1:]).double().numpy() for start in (0, 1)]
-    return torch.from_numpy(np.stack([h.sum(0) / max(1, h.shape[0]) for h in halves])).to(per_example.dtype)
+def unit_scores(name: str, per_example: torch.Tensor, counts: torch.Tensor, splits: torch.Tensor) -> dict[str, torch.Tensor]:
+    """`name`: the mean over the examples of [n, layers, units]; `boot_<name>`: over each resample;
+    `split_<name>`: over each split's half A (all summed exactly, see resampled_means)."""
+    return {
+        name: resampled_means(per_example, torch.ones(1, per_example.shape[0]))[0],
+        f"boot_{name}": resampled_means(per_example, counts),
+        f"split_{name}": resampled_means(per_example, splits),
+    }
 
 
 def compute_record(checkpoint: Checkpoint, data: Data, options: RunOptions, progress: bool = True) -> dict:
@@ -110,15 +124,18 @@ def compute_record(checkpoint: Checkpoint, data: Data, options: RunOptions, prog
     answer_ids = target_token_ids(lm.tokenizer, data.answers)
     attributed_ids = answer_ids if options.target == "answer" else None  # None: the model's top-1
     att = attribute(
-        lm, data.prompts, target_ids=attributed_ids, reduce="none", batch_size=options.batch_size, progress=progress, mode=options.mode
+        lm, data.prompts, target_ids=attributed_ids, reduce="none", batch_size=options.batch_size, progress=progress, mode=options.mode,
+        attn_positions=options.attn_positions,
     )
     check_finite(att, lm, where)
     n = len(data.prompts)
     counts = resample_weights(n, options.bootstrap)
+    splits = split_half_weights(n, min(SPLITS, options.bootstrap))
     mean = att.mean()
     layers, heads = mean.heads.shape
-    head_order = ranked(mean.heads, options.rank_by)
-    ffn_order = ranked(mean.ffn, options.rank_by)
+    st = (lambda scores: scores.abs().mean(0)) if options.st_rank == "mean-abs" else (lambda scores: scores.mean(0))
+    head_order = ranked(st(att.heads), options.rank_by)
+    ffn_order = ranked(st(att.ffn), options.rank_by)
     experts, ffn_dim = mean.ffn.shape[1:]
     top_ffn = ffn_order[: max(1, round(0.01 * ffn_order.numel()))]
     masks = {
@@ -132,18 +149,16 @@ def compute_record(checkpoint: Checkpoint, data: Data, options: RunOptions, prog
     for name, mask in masks.items():
         hits[name] = hits_at_k(lm, data.prompts, answer_ids, batch_size=options.batch_size, **mask)
     ffn, attn = att.ffn.reshape(n, layers, -1), att.attn.reshape(n, layers, -1)
+    units = {**unit_scores("ffn", ffn, counts, splits), **unit_scores("attn", attn, counts, splits)}
+    if options.st_rank == "mean-abs":
+        units |= {**unit_scores("st_ffn", ffn.abs(), counts, splits), **unit_scores("st_attn", attn.abs(), counts, splits)}
     return {
-        "ffn": mean.ffn.reshape(layers, -1),
-        "attn": mean.attn.reshape(layers, -1),
+        **units,
         "heads": mean.heads,
         "ffn_layer": mean.ffn_layer,
         "attn_layer": mean.attn_layer,
-        "boot_ffn": resampled_means(ffn, counts),
-        "boot_attn": resampled_means(attn, counts),
         "boot_ffn_layer": resampled_means(att.ffn_layer, counts),
         "boot_attn_layer": resampled_means(att.attn_layer, counts),
-        "half_ffn": half_means(ffn),
-        "half_attn": half_means(attn),
         "hits": {k: v.to(torch.bool) for k, v in hits.items()},
         "target_ids": att.target_ids,
         "meta": {

@@ -38,6 +38,8 @@ class SuiteConfig:
     seeds: int | None = None  # None: the preset's
     rank_by: str = "abs"
     target: str = "answer"
+    st_rank: str = "abs-mean"
+    attn_positions: str = "sum"
     rho_pairs: str = "consecutive"
     lpi_mode: str = "exact"
     cache_dir: str | None = None
@@ -108,6 +110,8 @@ class SuiteConfig:
             bootstrap=self.bootstrap,
             rank_by=self.rank_by,
             target=self.target,
+            st_rank=self.st_rank,
+            attn_positions=self.attn_positions,
             device="cuda" if self.gpu else "cpu",
             dtype="bfloat16" if self.gpu else "float32",
             mode=self.lpi_mode,

@@ -8,6 +8,9 @@ Hook points per layer `l` (no edits to transformers):
   ffn_output[l]     output of the FFN/MoE block (added to the residual)
   router_weights[l], router_index[l]   the router's top-k weights and expert ids (MoE only)
 and once: final_residual (input of the final norm) and the model's last-position logits.
+With `positions=True` (eager attention) also
+  position_values[l]  each source position's term of head_values: attention weight × value,
+                      [heads, positions, head_dim] (they sum to head_values; zero past a prompt)
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ class LastPositionCapture:
     router_index: torch.Tensor | None  # [N, L, k]
     final_residual: torch.Tensor  # [N, H]
     logits: torch.Tensor  # [N, V]
+    position_values: torch.Tensor | None = None  # [N, L, heads, positions, head_dim]
 
 
 def _first_arg(args: tuple, kwargs: dict) -> torch.Tensor:
@@ -42,9 +46,10 @@ def _first_arg(args: tuple, kwargs: dict) -> torch.Tensor:
 
 
 @contextmanager
-def _recording_hooks(lm: LanguageModel, batch: dict[str, dict], last: list[torch.Tensor]) -> Iterator[None]:
+def _recording_hooks(lm: LanguageModel, batch: dict[str, dict], last: list[torch.Tensor], positions: bool) -> Iterator[None]:
     """Register the hooks; each keeps its tensor at the current batch's last positions in `batch`."""
     adapter = lm.adapter
+    values: dict[int, torch.Tensor] = {}
 
     def at_last(x: torch.Tensor) -> torch.Tensor:
         rows = torch.arange(x.shape[0], device=x.device)
@@ -66,6 +71,14 @@ def _recording_hooks(lm: LanguageModel, batch: dict[str, dict], last: list[torch
             ),
             adapter.mlp(l).register_forward_hook(lambda m, a, out, l=l: keep("ffn_output", l, out)),
         ]
+        if positions:
+            # v_proj's output itself (not a copy): an in-place clamp of the values (OLMo's clip_qkv) shows in it
+            handles.append(adapter.v_proj(l).register_forward_hook(lambda m, a, out, l=l: values.__setitem__(l, out)))
+            handles.append(
+                adapter.attention(l).register_forward_hook(
+                    lambda m, a, out, l=l: batch.setdefault("position_values", {}).__setitem__(l, _position_terms(adapter, out[1], values.pop(l), last[0]))
+                )
+            )
         router = adapter.router(l)
         if router is not None:
 
@@ -85,6 +98,31 @@ def _recording_hooks(lm: LanguageModel, batch: dict[str, dict], last: list[torch
     finally:
         for h in handles:
             h.remove()
+
+
+def _position_terms(adapter, weights: torch.Tensor | None, values: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """[B, heads, positions, head_dim]: the last query's attention weight on each source position × its value."""
+    if weights is None:
+        raise RuntimeError("the attention returned no weights: per-position terms need eager attention")
+    rows = torch.arange(weights.shape[0], device=weights.device)
+    at_last = weights[rows, :, last]  # [B, heads, positions]
+    b, t = values.shape[:2]
+    v = values.reshape(b, t, -1, adapter.head_dim).transpose(1, 2)  # [B, kv_heads, positions, head_dim]
+    v = v.repeat_interleave(adapter.num_heads // v.shape[1], dim=1)
+    return (at_last[..., None].float() * v.float()).detach().cpu()
+
+
+@contextmanager
+def _eager_attention(lm: LanguageModel, needed: bool) -> Iterator[None]:
+    """Run the model with eager attention (the kernel that returns its weights) while `needed`."""
+    previous = lm.model.config._attn_implementation
+    if needed and previous != "eager":
+        lm.model.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        if needed and previous != "eager":
+            lm.model.set_attn_implementation(previous)
 
 
 @torch.no_grad()
@@ -138,9 +176,10 @@ def _forward(
 
 
 def capture_last_position(
-    lm: LanguageModel, encoded: Sequence[Sequence[int]], batch_size: int = 16, progress: bool = False
+    lm: LanguageModel, encoded: Sequence[Sequence[int]], batch_size: int = 16, progress: bool = False, positions: bool = False
 ) -> LastPositionCapture:
-    """Run `encoded` prompts through the model and keep the last-position internals of every layer."""
+    """Run `encoded` prompts through the model and keep the last-position internals of every layer
+    (and, with `positions`, each source position's term of the heads' values)."""
     record: dict[str, dict[int, list[torch.Tensor]]] = {}
     batch: dict[str, dict[int, torch.Tensor]] = {}
     last: list[torch.Tensor] = [torch.empty(0)]
@@ -154,13 +193,13 @@ def capture_last_position(
             for layer, value in layers.items():
                 record.setdefault(key, {}).setdefault(layer, []).append(value)
 
-    with _recording_hooks(lm, batch, last):
+    with _eager_attention(lm, positions), _recording_hooks(lm, batch, last, positions):
         logits = last_position_logits(lm, encoded, batch_size, before_batch, after_batch, progress=progress)
 
     def stacked(key: str) -> torch.Tensor | None:
         if key not in record:
             return None
-        per_layer = [torch.cat(record[key][l]) for l in sorted(record[key])]
+        per_layer = [torch.cat(_padded(record[key][l])) for l in sorted(record[key])]
         return torch.stack(per_layer, dim=1)
 
     index = stacked("router_index")
@@ -174,4 +213,13 @@ def capture_last_position(
         router_index=None if index is None else index.long(),
         final_residual=torch.cat(record["final_residual"][-1]),
         logits=logits,
+        position_values=stacked("position_values"),
     )
+
+
+def _padded(batches: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Per-position terms of batches of different prompt lengths, zero-padded to the longest (dim 2)."""
+    if batches[0].dim() < 4:
+        return batches
+    longest = max(b.shape[2] for b in batches)
+    return [torch.nn.functional.pad(b, (0, 0, 0, longest - b.shape[2])) for b in batches]

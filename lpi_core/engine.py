@@ -3,6 +3,10 @@
 One forward pass captures the last-position internals (capture.py); then, layer by layer, the
 vocabulary images of the layer's neuron columns are computed once and every example's scores
 need only a logsumexp per neuron (lpi.neuron_lpi); modes.py has the opt-in first-order mode.
+
+An attention neuron (h, d) adds Σ_j a_hj · v_j[h, d] · W_O[:, (h, d)] over the source positions j.
+`attn_positions="sum"` scores that sum with one LPI (the default); "each" sums the LPIs of the
+positions' terms, LPI(a_hj · v_j[h, d] · W_O[:, (h, d)]) over j (Yu & Ananiadou's reading).
 """
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ from .modes import MODES, ExactScores, scores_at
 from .projection import FrozenProjection
 from .reproducible import parallel_map, single_thread_ops
 from .tokenization import checked_target_ids, encode_prompts, target_token_ids
+
+ATTN_POSITIONS = ("sum", "each")
 
 @dataclass
 class Attribution:
@@ -54,9 +60,10 @@ def attribute(
     max_elements: int | None = None,
     progress: bool = False,
     mode: str = "exact",
+    attn_positions: str = "sum",
 ) -> Attribution:
     """Gated-LPI scores of every unit of `lm` for the prompts' targets (exact unless `mode` is
-    "first-order", see modes.py).
+    "first-order", see modes.py; attention neurons by `attn_positions`, see the module docstring).
 
     Targets: `target_ids` if given, else the first token of each `targets` answer, else the
     model's own top-1 prediction.
@@ -65,12 +72,14 @@ def attribute(
         raise ValueError(f"reduce must be 'mean' or 'none', not {reduce!r}")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    if attn_positions not in ATTN_POSITIONS:
+        raise ValueError(f"attn_positions must be one of {ATTN_POSITIONS}, not {attn_positions!r}")
     encoded = encode_prompts(lm.tokenizer, prompts, lm.max_positions)
     if target_ids is None and targets is not None:
         target_ids = target_token_ids(lm.tokenizer, targets)
     if target_ids is not None:  # checked before the forward pass
         target_ids = checked_target_ids(target_ids, len(encoded), lm.adapter.unembedding.shape[0])
-    captured = capture_last_position(lm, encoded, batch_size=batch_size, progress=progress)
+    captured = capture_last_position(lm, encoded, batch_size=batch_size, progress=progress, positions=attn_positions == "each")
     if target_ids is None:
         target_ids = captured.logits.argmax(-1)
     scores = score_capture(lm.adapter, captured, target_ids, max_elements=max_elements, progress=progress, mode=mode)
@@ -149,7 +158,7 @@ def _layer_scores(
     w_o = adapter.o_proj(l).weight.detach().float()  # [hidden, heads * head_dim]
     values = captured.head_values[:, l].to(device)  # [N, heads * head_dim]
     scores["heads"] = at_attn.vectors(torch.einsum("nhd,ehd->nhe", values.view(n, heads, head_dim), w_o.view(-1, heads, head_dim)))
-    scores["attn"] = at_attn.neurons(values * proj.scale[:, None], w_o.T).view(n, heads, head_dim)
+    scores["attn"] = _attention_neuron_scores(captured, l, values, proj.scale, w_o, at_attn).view(n, heads, head_dim)
     scores["ffn"] = _ffn_neuron_scores(adapter, captured, l, proj.scale, at_ffn)
     scores["shared_ffn"] = None
     if adapter.shared_ffn_dim is not None:
@@ -159,6 +168,21 @@ def _layer_scores(
         coeff = (g * proj.scale[:, None]) * weights.coefficients(x, 0).float()
         scores["shared_ffn"] = at_ffn.neurons(coeff, weights.down[0].T)
     return {name: None if v is None else v.cpu() for name, v in scores.items()}
+
+
+def _attention_neuron_scores(
+    captured: LastPositionCapture, layer: int, values: torch.Tensor, scale: torch.Tensor, w_o: torch.Tensor, at_attn: ExactScores
+) -> torch.Tensor:
+    """[N, heads * head_dim]: one LPI of each neuron's summed value, or (per-position terms captured)
+    the sum over source positions of each term's LPI; a zero term (past a prompt's end) adds 0."""
+    if captured.position_values is None:
+        return at_attn.neurons(values * scale[:, None], w_o.T)
+    terms = captured.position_values[:, layer].to(values.device)  # [N, heads, positions, head_dim]
+    total = torch.zeros_like(values)
+    for j in range(terms.shape[2]):
+        coeff = terms[:, :, j].reshape(values.shape) * scale[:, None]
+        total += torch.where(coeff == 0, 0.0, at_attn.neurons(coeff, w_o.T))
+    return total
 
 
 def _ffn_neuron_scores(

@@ -102,19 +102,31 @@ def bootstrap_interval(replicates: Sequence[float], level: float = 0.95) -> tupl
     return (float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail)))
 
 
-def centred_percentile_interval(estimate: float, replicates: Sequence[float], level: float = 0.95) -> tuple[float, float]:
-    """The percentile interval of the replicates moved by (θ̂ - their median): their spread, centred on θ̂.
+def centred_percentile_interval(
+    estimate: float, replicates: Sequence[float], level: float = 0.95, split_half: Sequence[float] | None = None
+) -> tuple[float, float]:
+    """The percentile interval of the replicates moved by (θ̂ - their median): their spread, centred on θ̂;
+    widened by sd(split_half) / sd(replicates) where the split-half deviations spread wider.
 
-    For top-1% set statistics the replicates sit below θ̂ (resampling adds rank noise at the set's
-    boundary on top of the sample's own), so the plain percentile interval is biased low; this one
-    keeps the bootstrap's spread without that shift (tests/test_intervals.py measures both)."""
+    For top-1% set statistics the bootstrap replicates sit below θ̂ (resampling adds rank noise at
+    the set's boundary on top of the sample's own) and spread too little (a top-k overlap is not a
+    smooth function of the means). `split_half` holds (θ(A) - θ(B)) / √2 over random splits of the
+    examples into disjoint halves A, B: independent samples, so its spread is the statistic's
+    sampling spread at half the examples, with no plug-in step (tests/test_intervals.py measures
+    all three)."""
     values = np.asarray(replicates, dtype=float)
     values = values[~np.isnan(values)]
     if values.size == 0 or not math.isfinite(estimate):
         return (float("nan"), float("nan"))
-    low, high = bootstrap_interval(values, level)
-    shift = estimate - float(np.median(values))
-    return (low + shift, high + shift)
+    deviations = values - float(np.median(values))
+    if split_half is not None:
+        halves = np.asarray(split_half, dtype=float)
+        halves = halves[~np.isnan(halves)]
+        spread = float(deviations.std())
+        if halves.size > 1 and spread > 0:
+            deviations = deviations * max(1.0, float(halves.std()) / spread)
+    low, high = bootstrap_interval(deviations, level)
+    return (estimate + low, estimate + high)
 
 
 def resample_weights(examples: int, replicates: int, seed: int = 0) -> torch.Tensor:
@@ -124,11 +136,25 @@ def resample_weights(examples: int, replicates: int, seed: int = 0) -> torch.Ten
     return torch.zeros(replicates, examples).scatter_add_(1, draws, torch.ones(replicates, examples))
 
 
+def split_half_weights(examples: int, splits: int, seed: int = 0) -> torch.Tensor:
+    """[splits, examples] 0/1 rows: each marks a random half A (examples // 2 of them); B is the rest."""
+    generator = torch.Generator().manual_seed(seed)
+    chosen = torch.stack([torch.randperm(examples, generator=generator)[: examples // 2] for _ in range(splits)])
+    return torch.zeros(splits, examples).scatter_(1, chosen, 1.0)
+
+
+def complement_means(means: np.ndarray, half_means: np.ndarray, examples: int) -> np.ndarray:
+    """The means over the other half B of each split, from the means over all examples [...] and over A [S, ...]."""
+    half = examples // 2
+    return (examples * means[None] - half * half_means) / (examples - half)
+
+
 FIXED_POINT_BITS = 40  # per-example scores become integers below 2^40 before they are summed
 
 
 def resampled_means(per_example: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """The mean of `per_example` [n, ...] under each resample of `counts` [R, n] -> [R, ...].
+    """The mean of `per_example` [n, ...] under each resample of `counts` [R, n] (a weighted mean:
+    divided by the row's total count) -> [R, ...].
 
     The scores are rounded to a fixed-point grid (2^-40 of the largest |score|), so every product
     and partial sum of the float64 matrix product is an integer below 2^53: exact, hence the same
@@ -142,7 +168,7 @@ def resampled_means(per_example: torch.Tensor, counts: torch.Tensor) -> torch.Te
     scale = 2.0 ** (FIXED_POINT_BITS - math.ceil(math.log2(largest))) if largest > 0 else 1.0
     fixed = np.rint(flat * scale)  # integers, |x| <= 2^40
     total = counts.double().numpy() @ fixed  # integers below n · 2^40 < 2^53: exact
-    means = torch.from_numpy(total / (n * scale))
+    means = torch.from_numpy(total / (counts.double().numpy().sum(1, keepdims=True) * scale))
     return means.to(per_example.dtype).reshape(counts.shape[0], *per_example.shape[1:])
 
 

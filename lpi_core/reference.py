@@ -61,7 +61,12 @@ def reference_scores(
             w_o = adapter.o_proj(l).weight.float()
             values = captured.head_values[b, l].to(device)
             neuron_vectors = values[:, None] * w_o.T  # [heads * head_dim, hidden]
-            attn[b, l] = lpi(h_attn, neuron_vectors)
+            if captured.position_values is None:
+                attn[b, l] = lpi(h_attn, neuron_vectors)
+            else:  # the sum over source positions of each position's own LPI
+                for term in captured.position_values[b, l].transpose(0, 1).to(device):  # [heads, head_dim] per position
+                    if term.any():
+                        attn[b, l] += lpi(h_attn, term.reshape(-1, 1) * w_o.T) * (term.reshape(-1) != 0).cpu()
             head_scores[b, l] = lpi(h_attn, neuron_vectors.view(heads, head_dim, -1).sum(1))
 
             weights = adapter.ffn_weights(l)

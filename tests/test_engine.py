@@ -130,3 +130,45 @@ def test_neuron_lpi_survives_extreme_logits():
     target = torch.tensor([1, 0])
     explicit = log_prob_increase(base, coeff[:, :, None] * images[None], target)
     torch.testing.assert_close(neuron_lpi(base, coeff, images, target), explicit)
+
+
+@pytest.mark.parametrize("family", ["olmoe", "olmo", "qwen2_moe", "llama", "olmo-clip"])
+def test_position_terms_sum_to_the_heads_values(family):
+    """Each source position's term (attention weight × value, GQA heads repeated) sums to o_proj's
+    input; nothing past a prompt's end; OLMo's in-place value clipping included (clip_qkv)."""
+    lm = tiny_lm("olmo") if family == "olmo-clip" else tiny_lm(family)
+    if family == "olmo-clip":
+        lm.model.config.clip_qkv = 0.05  # small enough to clip most values of this initialisation
+    encoded = encode_prompts(lm.tokenizer, PROMPTS[:6])
+    plain = capture_last_position(lm, encoded, batch_size=4)
+    each = capture_last_position(lm, encoded, batch_size=4, positions=True)
+    assert plain.position_values is None and lm.model.config._attn_implementation != "eager"  # restored
+    terms = each.position_values  # [N, L, heads, positions, head_dim]
+    assert terms.shape[:3] == (6, lm.adapter.num_layers, lm.adapter.num_heads)
+    assert terms.shape[3] == max(len(e) for e in encoded)
+    summed = terms.sum(3).reshape(6, lm.adapter.num_layers, -1)
+    torch.testing.assert_close(summed, each.head_values, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(each.head_values, plain.head_values, atol=1e-5, rtol=1e-4)
+    for i, e in enumerate(encoded):
+        assert (terms[i, :, :, len(e):] == 0).all()
+        assert (terms[i, :, :, : len(e)].abs().sum(-1) > 0).all()
+    if family == "olmo-clip":
+        lm.model.config.clip_qkv = None
+        unclipped = capture_last_position(lm, encoded, batch_size=4, positions=True)
+        assert not torch.allclose(unclipped.head_values, each.head_values, atol=1e-3)
+
+
+@pytest.mark.parametrize("family", ["olmoe", "olmo", "qwen2_moe"])
+def test_per_position_attention_scores_equal_reference(family):
+    lm = tiny_lm(family)
+    prompts, answers = PROMPTS[SAMPLE], ANSWERS[SAMPLE]
+    targets = target_token_ids(lm.tokenizer, answers)
+    each = attribute(lm, prompts, target_ids=targets, reduce="none", batch_size=4, attn_positions="each")
+    summed = attribute(lm, prompts, target_ids=targets, reduce="none", batch_size=4)
+    captured = capture_last_position(lm, encode_prompts(lm.tokenizer, prompts), batch_size=4, positions=True)
+    ref = reference_scores(lm, captured, targets)
+    torch.testing.assert_close(each.attn, ref.attn, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(each.ffn, summed.ffn, atol=1e-5, rtol=1e-4)  # only attention neurons change
+    assert (each.attn - summed.attn).abs().max() > 1e-3, "the two readings should differ"
+    with pytest.raises(ValueError, match="attn_positions must be one of"):
+        attribute(lm, prompts[:1], target_ids=targets[:1], attn_positions="mean")

@@ -7,12 +7,15 @@ import multiprocessing
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from claims import records, store as store_module
 from claims.records import Data, NonFiniteScoresError, RunOptions
 from claims.store import RecordStore, record_key
+from lpi_core import attribute
+from lpi_core.metrics import complement_means, split_half_weights
 from fixtures.series import Checkpoint
 from lpi_core.locks import exclusive
 from tests.helpers import facts, tiny_lm
@@ -33,6 +36,8 @@ def test_key_changes_with_data_options_revision_and_code(monkeypatch):
     others = {
         record_key(CHECKPOINTS[0], Data(DATA.prompts, ["Lyon"]), OPTIONS),
         record_key(CHECKPOINTS[0], DATA, dataclasses.replace(OPTIONS, rank_by="positive")),
+        record_key(CHECKPOINTS[0], DATA, dataclasses.replace(OPTIONS, st_rank="mean-abs")),
+        record_key(CHECKPOINTS[0], DATA, dataclasses.replace(OPTIONS, attn_positions="each")),
         record_key(CHECKPOINTS[0], DATA, dataclasses.replace(OPTIONS, dtype="bfloat16")),
         record_key(dataclasses.replace(CHECKPOINTS[0], revision="step2000-tokens8B"), DATA, OPTIONS),
         record_key(dataclasses.replace(CHECKPOINTS[0], source="/models/y"), DATA, OPTIONS),
@@ -40,7 +45,7 @@ def test_key_changes_with_data_options_revision_and_code(monkeypatch):
     }
     monkeypatch.setattr(store_module, "code_version", lambda: "9.9.9+000000000000")
     others.add(record_key(CHECKPOINTS[0], DATA, OPTIONS))
-    assert len(others) == 7 and key not in others
+    assert len(others) == 9 and key not in others
 
 
 def test_incompatible_or_damaged_entries_are_recomputed(tmp_path):
@@ -136,6 +141,50 @@ def test_ensure_all_keeps_the_order_of_checkpoints_of_several_series(tmp_path):
     assert len(RecordStore(tmp_path).computed_log()) == 3  # one record per (series, step), though two share step 1
 
 
-def test_half_means_are_the_even_and_odd_examples_means():
+def test_unit_scores_are_the_means_over_all_examples_each_resample_and_each_split_half():
     x = torch.tensor([[1.0, 2.0], [10.0, 20.0], [3.0, 4.0], [30.0, 40.0], [5.0, 6.0]])
-    assert torch.equal(records.half_means(x), torch.tensor([[3.0, 4.0], [20.0, 30.0]]))
+    counts = torch.tensor([[5.0, 0, 0, 0, 0], [1, 1, 1, 1, 1]])
+    splits = torch.tensor([[1.0, 1, 0, 0, 0], [0, 0, 1, 0, 1]])
+    out = records.unit_scores("ffn", x, counts, splits)
+    torch.testing.assert_close(out["ffn"], torch.tensor([49.0 / 5, 72.0 / 5]))
+    torch.testing.assert_close(out["boot_ffn"], torch.tensor([[1.0, 2.0], [49.0 / 5, 72.0 / 5]]))
+    torch.testing.assert_close(out["split_ffn"], torch.tensor([[5.5, 11.0], [4.0, 5.0]]))  # half A: 2 of 5
+    # the other half B from the full mean: (5 · mean - 2 · mean_A) / 3
+    other = complement_means(out["ffn"].double().numpy(), out["split_ffn"].double().numpy(), 5)
+    np.testing.assert_allclose(other, [[38.0 / 3, 50.0 / 3], [41.0 / 3, 62.0 / 3]])
+
+
+def test_split_half_weights_mark_disjoint_halves_that_repeat():
+    weights = split_half_weights(7, 50, seed=3)
+    assert weights.shape == (50, 7) and set(weights.unique().tolist()) == {0.0, 1.0}
+    assert (weights.sum(1) == 3).all()
+    assert torch.equal(weights, split_half_weights(7, 50, seed=3))
+    assert len({tuple(r.tolist()) for r in weights}) > 10  # different splits
+
+
+def test_mean_abs_reading_stores_the_mean_of_the_absolute_scores_and_ranks_ablations_by_it(tmp_path, monkeypatch):
+    options = RunOptions(examples=6, bootstrap=10, st_rank="mean-abs")
+    with pytest.raises(ValueError, match="st_rank must be one of abs-mean, mean-abs"):
+        RunOptions(examples=1, st_rank="abs")
+    with pytest.raises(ValueError, match="attn_positions must be one of sum, each"):
+        RunOptions(examples=1, attn_positions="all")
+    lm = tiny_lm("olmoe")
+    lm.model.save_pretrained(tmp_path / "m")
+    lm.tokenizer.save_pretrained(tmp_path / "m")
+    data = Data(*facts(6))
+    record = records.compute_record(Checkpoint(step=1, source=str(tmp_path / "m")), data, options, progress=False)
+    per_example = attribute(lm, data.prompts, targets=data.answers, reduce="none")
+    layers = per_example.ffn.shape[1]
+    mean_abs = per_example.ffn.abs().mean(0).reshape(layers, -1)
+    torch.testing.assert_close(record["st_ffn"], mean_abs, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(record["ffn"], per_example.ffn.mean(0).reshape(layers, -1), atol=1e-6, rtol=1e-5)  # signed: R_t
+    assert record["split_st_ffn"].shape == (10, *mean_abs.shape) and record["boot_st_attn"].shape[0] == 10
+    experts, ffn_dim = per_example.ffn.shape[2:]
+    top = mean_abs.reshape(-1).argsort(descending=True)[: round(0.01 * mean_abs.numel())]
+    expected = {(int(i) // (experts * ffn_dim), int(i) // ffn_dim % experts, int(i) % ffn_dim) for i in top}
+    masked, hits_at_k = {}, records.hits_at_k
+    monkeypatch.setattr(records, "hits_at_k", lambda lm, p, a, batch_size, **mask: masked.update(mask) or hits_at_k(lm, p, a, batch_size=batch_size, **mask))
+    records.compute_record(Checkpoint(step=1, source=str(tmp_path / "m")), data, options, progress=False)
+    assert set(masked["mask_ffn"]) == expected
+    plain = records.compute_record(Checkpoint(step=1, source=str(tmp_path / "m")), data, RunOptions(examples=6, bootstrap=10), progress=False)
+    assert "st_ffn" not in plain

@@ -10,13 +10,14 @@ from claims.catalogue import claim_by_id
 from claims.evaluate import evaluate
 from claims.intervals import Estimate, draws, pool
 from claims.measure import measure_series
-from claims.records import ABLATIONS, half_means
+from claims.records import ABLATIONS
 from claims.verdicts import INCONCLUSIVE, NOT_MEASURED, NOT_REPLICATED, NOT_TESTABLE, REPLICATED, combine, verdict
 from claims.windows import miniature_scale, shared_scales
-from lpi_core.metrics import resample_weights, topk_jaccard
+from lpi_core.metrics import resample_weights, split_half_weights, topk_jaccard
 
 STEPS = [10, 20, 25, 30, 40, 50, 60, 100]  # onset 20 (HIT@10 0 at step 10): 20 → 10K, 25 → 84K, 30 → 159K, 60 → 605K, 100 → 1.2M
 LAYERS, UNITS, EXAMPLES, RESAMPLES, VOCAB = 4, 1000, 40, 100, 1000  # top-1% of the FFN units: 40
+ATTN_UNITS = 100
 RECORDS: dict[str, dict[int, dict]] = {}  # the last synthetic records built per family
 
 
@@ -83,10 +84,13 @@ def test_hierarchical_draws_are_shared_so_identical_families_contrast_to_exactly
 # -- synthetic series with a planted truth ----------------------------------------------------
 
 
-def _means(per_example: np.ndarray, counts: np.ndarray) -> torch.Tensor:
-    """[R, ...] resampled means (a plain loop-free einsum: no BLAS threads to contend for on a busy machine)."""
-    n = per_example.shape[0]
-    return torch.from_numpy(np.einsum("rn,n...->r...", counts, per_example, optimize=False) / n)
+def _means(per_example: np.ndarray, weights: np.ndarray) -> torch.Tensor:
+    """[R, ...] weighted means (a plain loop-free einsum: no BLAS threads to contend for on a busy machine)."""
+    totals = np.einsum("rn,n...->r...", weights, per_example, optimize=False)
+    return torch.from_numpy(totals / weights.sum(1).reshape(-1, *[1] * (totals.ndim - 1)))
+
+
+SPLITS = split_half_weights(EXAMPLES, RESAMPLES).double().numpy()
 
 
 def _record(ffn: np.ndarray, hit: float, profile: np.ndarray, counts: np.ndarray, rng: np.random.Generator) -> dict:
@@ -94,13 +98,14 @@ def _record(ffn: np.ndarray, hit: float, profile: np.ndarray, counts: np.ndarray
     layer = profile + 0.01 * rng.normal(size=(ffn.shape[0], LAYERS))
     hits = torch.zeros(ffn.shape[0], dtype=torch.bool)
     hits[: round(hit * ffn.shape[0])] = True
-    mean, boot, halves = torch.from_numpy(ffn.mean(0)), _means(ffn, counts), half_means(torch.from_numpy(ffn))
+    mean, boot, halves = torch.from_numpy(ffn.mean(0)), _means(ffn, counts), _means(ffn, SPLITS)
     layer_mean, layer_boot = torch.from_numpy(layer.mean(0)), _means(layer, counts)
+    attn = slice(0, ATTN_UNITS)  # attention: the first units' scores (no check here reads them)
     return {
-        "ffn": mean, "attn": mean, "heads": torch.zeros(LAYERS, 2),
+        "ffn": mean, "attn": mean[..., attn], "heads": torch.zeros(LAYERS, 2),
         "ffn_layer": layer_mean, "attn_layer": layer_mean,
-        "boot_ffn": boot, "boot_attn": boot, "boot_ffn_layer": layer_boot, "boot_attn_layer": layer_boot,
-        "half_ffn": halves, "half_attn": halves,
+        "boot_ffn": boot, "boot_attn": boot[..., attn], "boot_ffn_layer": layer_boot, "boot_attn_layer": layer_boot,
+        "split_ffn": halves, "split_attn": halves[..., attn],
         "hits": {"base": hits, **{a: hits.clone() for a in ABLATIONS}},
         "meta": {"vocab": VOCAB},
     }
@@ -154,10 +159,9 @@ def test_planted_more_stable_moe_replicates_and_the_reverse_does_not():
 def test_one_distribution_for_both_replicates_in_at_most_5_percent_of_200_draws():
     """Both families share one population (J_stab ≈ 0.17, top-1% = 40 units); only their examples differ.
 
-    The target is ≤ 10 of 200 (5%); measured: 11 of 200. The example bootstrap understates the
-    spread of a top-1% overlap (its sd is ~80% of the true one here): 20 of 200 with noise 3.0,
-    6 of 80 with 80-unit sets, 5 of 80 with example effects that persist across checkpoints. The
-    bound below is the measured rate with its binomial slack, not the target: an open defect."""
+    At most 10 of 200 (5%); the nominal rate of a one-sided claim from a 95% interval is 2.5%. With
+    the centred bootstrap interval alone this gave 11 of 200 (the bootstrap's spread of a top-1%
+    overlap is ~80-90% of the true one); widened to the split-half spread: measured 6 of 200."""
     rng = np.random.default_rng(2)
     replicated = 0
     for _ in range(200):
@@ -165,7 +169,8 @@ def test_one_distribution_for_both_replicates_in_at_most_5_percent_of_200_draws(
         result = _contrast(_series("moe", population, rng, noise=1.5), _series("dense", population, rng, noise=1.5))
         assert result.verdict in (REPLICATED, NOT_REPLICATED, INCONCLUSIVE)
         replicated += result.verdict == REPLICATED
-    assert replicated <= 14, f"{replicated} of 200 draws replicated"
+    print(f"replicated in {replicated} of 200 draws")
+    assert replicated <= 10, f"{replicated} of 200 draws replicated"
 
 
 def test_an_undefined_quantity_is_not_measured():

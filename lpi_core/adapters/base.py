@@ -65,6 +65,10 @@ class Adapter:
     def o_proj(self, layer: int) -> nn.Linear:
         return self.layers[layer].self_attn.o_proj
 
+    def v_proj(self, layer: int) -> nn.Linear:
+        """The value projection: its output [B, T, kv_heads * head_dim] holds each position's values."""
+        return self.layers[layer].self_attn.v_proj
+
     def mlp(self, layer: int) -> nn.Module:
         """The FFN/MoE block: its input is the normed residual, its output is added to the residual."""
         return self.layers[layer].mlp
