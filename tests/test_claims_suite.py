@@ -17,6 +17,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from claims.catalogue import CLAIMS, claim_sides
+from claims.suite import SuiteConfig
+from lpi_core import load_model
+from lpi_core.capture import last_position_logits
+from lpi_core.tokenization import encode_prompts, target_token_ids
 from fixtures.miniature.build import MiniatureRun
 from claims.store import RecordStore
 from claims.verdicts import NOT_MEASURED, VERDICTS, verdict
@@ -267,3 +271,27 @@ def test_first_order_mode_is_named_beside_every_number(first_run, tmp_path):
     assert first.keys() == exact.keys() and all(r["meta"]["options"]["mode"] == "first-order" for r in first.values())
     assert not torch.equal(first[("olmoe", 60)]["ffn"], exact[("olmoe", 60)]["ffn"])
     assert torch.equal(first[("olmoe", 60)]["ffn_layer"], exact[("olmoe", 60)]["ffn_layer"])  # layer scores stay exact
+
+
+def test_every_reading_option_reaches_the_records_and_the_report(first_run, tmp_path):
+    """--target predicted, --st-rank mean-abs, --attn-positions each, --rank-by positive and --rho-pairs all, end to end."""
+    _, first_cache, _ = first_run
+    cache, report = cache_with_the_built_run(first_cache, tmp_path / "cache"), tmp_path / "report"
+    readings = ["--target", "predicted", "--st-rank", "mean-abs", "--attn-positions", "each", "--rank-by", "positive", "--rho-pairs", "all"]
+    done = subprocess.run(claims_command(cache, report, *readings, "-k", "stability and moe"), cwd=tmp_path, env=ENV, capture_output=True, text=True)
+    assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]
+    markdown = (report / "claims.md").read_text()
+    assert "rank_by=positive, target=predicted, st_rank=mean-abs, attn_positions=each, rho_pairs=all" in markdown
+    exact, read = records_by_checkpoint(first_cache), records_by_checkpoint(cache)
+    assert {k for k in read if k[0] == "olmoe"} == {k for k in exact if k[0] == "olmoe"}
+    record, plain = read[("olmoe", 60)], exact[("olmoe", 60)]
+    assert record["meta"]["options"] == {**plain["meta"]["options"], "target": "predicted", "st_rank": "mean-abs", "attn_positions": "each", "rank_by": "positive"}
+    config = SuiteConfig(preset="smoke", examples=120)
+    data = config.data()
+    lm = load_model(next((cache / "miniature").glob("smoke-*/moe/seed0/step60")))
+    top1 = last_position_logits(lm, encode_prompts(lm.tokenizer, data.prompts)).argmax(-1)
+    assert torch.equal(record["target_ids"], top1)  # the model's own prediction was attributed
+    assert torch.equal(plain["target_ids"], target_token_ids(lm.tokenizer, data.answers))
+    assert torch.equal(record["hits"]["base"], plain["hits"]["base"])  # HIT@10 is always of the answer
+    assert (record["st_ffn"] >= 0).all() and (record["st_ffn"] >= record["ffn"].abs() - 1e-6).all()  # mean |I| ≥ |mean I|
+    assert not torch.allclose(record["attn"], plain["attn"])
