@@ -21,7 +21,26 @@ CONFOUND_NOTE = (
     "Miniature suite: the MoE and the dense model of a seed train on the same token stream (batch, steps, seed), "
     "which removes the paper's corpus confound (OLMoE-MIX vs Dolma)."
 )
+PRIOR_MARGIN = 0.2  # a series whose final HIT@10 beats the prior-only baseline by less has learned priors more than facts
 
+
+def facts_over_priors(training: dict, prior: float | None) -> list[str]:
+    """A warning per series whose final HIT@10 is not `PRIOR_MARGIN` above the prior-only baseline."""
+    if prior is None:
+        return []
+    short = [
+        f"{family} seed {seed}: {final:.3f} ({final - prior:+.3f})"
+        for family, seeds in training.items()
+        for seed, t in seeds.items()
+        if (final := list(t["hit_at_10"].values())[-1]) < prior + PRIOR_MARGIN
+    ]
+    if not short:
+        return []
+    return [
+        f"**WARNING: final HIT@10 less than {PRIOR_MARGIN} above the prior-only baseline** ({'; '.join(short)}): "
+        "these models answer mostly from the relations' answer frequencies, not from the individual facts, so what "
+        "the claims say about knowledge neurons rests on weak knowledge."
+    ]
 
 def _checkpoints(steps: dict[str, list[int]]) -> str:
     return "; ".join(f"{f}: {', '.join(map(str, s)) or '—'}" for f, s in steps.items())
@@ -99,6 +118,7 @@ def markdown(results: Sequence[ClaimResult], context: dict) -> str:
                 lines.append(f"- **{family}** seed {seed}: onset step {t['onset_step']} of {t['total_steps']}; HIT@10 {hits}")
         prior = next(iter(next(iter(context["miniature"].values())).values()))["prior_baseline_hit_at_10"]
         lines.append(f"- prior-only baseline (each relation's answers ranked by corpus frequency): HIT@10 {_value(prior)}")
+        lines += [f"- {line}" for line in facts_over_priors(context["miniature"], prior)]
     lines += ["", "## Paper scale (checkpoint → paper step; — = before onset, no paper analogue)", ""]
     for key, text in context["scales"].items():
         lines.append(f"- **{key}**: {text}")

@@ -295,3 +295,12 @@ def test_every_reading_option_reaches_the_records_and_the_report(first_run, tmp_
     assert torch.equal(record["hits"]["base"], plain["hits"]["base"])  # HIT@10 is always of the answer
     assert (record["st_ffn"] >= 0).all() and (record["st_ffn"] >= record["ffn"].abs() - 1e-6).all()  # mean |I| ≥ |mean I|
     assert not torch.allclose(record["attn"], plain["attn"])
+
+
+def test_a_series_below_the_prior_baseline_is_flagged():
+    from claims.table import facts_over_priors
+
+    training = {"moe": {"0": {"hit_at_10": {"10": 0.1, "20": 0.70}}}, "dense": {"0": {"hit_at_10": {"10": 0.1, "20": 0.95}}}}
+    (warning,) = facts_over_priors(training, 0.7)
+    assert "moe seed 0: 0.700 (+0.000)" in warning and "dense" not in warning
+    assert facts_over_priors(training, 0.4) == [] and facts_over_priors(training, None) == []
