@@ -113,6 +113,9 @@ class ClaimsReporter:
         props = dict(report.user_properties)
         if report.when != "call" or "test_id" not in props:
             return
+        if "verdict" not in props:  # it raised before it had a measurement: an error in the suite itself
+            crash = getattr(report.longrepr, "reprcrash", None)
+            props |= {"verdict": NOT_MEASURED, "error": True, "measured": crash.message if crash else str(report.longrepr).splitlines()[-1]}
         if props["verdict"] == NOT_MEASURED and props.get("error"):
             self.not_measured[props["test_id"]] = props["measured"]
         else:

@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from .loading import load_family
+from .loading import SERIES_ERRORS, load_family
 from .options import OPTIONS
 from .report import build_report
 from .suite import FAMILIES, SuiteConfig
@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         measured, info = {}, {}
         for family in args.family or FAMILIES:
             measured[family], info[family] = load_family(config, family, compute=False)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, *SERIES_ERRORS) as err:
         print(f"lpi-claims report: {err}", file=sys.stderr)
         return 2
     results, out = build_report(config, measured, info)

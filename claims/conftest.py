@@ -9,9 +9,8 @@ from conftest import FAMILIES_IN_RUN, SUITE
 
 from .catalogue import claim_by_id
 from .evaluate import families_of, evaluate
-from .loading import load_family, scales_for
+from .loading import SERIES_ERRORS, load_family, scales_for
 from .measure import SeriesMeasurements
-from .records import NonFiniteScoresError
 from .store import worker_index
 from .verdicts import NOT_MEASURED, REPLICATED
 
@@ -20,15 +19,15 @@ from .verdicts import NOT_MEASURED, REPLICATED
 def measured(pytestconfig) -> Callable[[str], list[SeriesMeasurements]]:
     """family -> its measurements, one per seed; records are computed where missing (one worker each)."""
     suite = pytestconfig.stash[SUITE]
-    cache: dict[str, list[SeriesMeasurements] | NonFiniteScoresError] = {}
+    cache: dict[str, list[SeriesMeasurements] | Exception] = {}
 
     def get(family: str) -> list[SeriesMeasurements]:
         if family not in cache:
             try:
                 cache[family] = load_family(suite, family, compute=True, rotate=worker_index())[0]
-            except NonFiniteScoresError as err:
+            except SERIES_ERRORS as err:
                 cache[family] = err  # every test that reads the family reports it; nothing is recomputed
-        if isinstance(cache[family], NonFiniteScoresError):
+        if isinstance(cache[family], Exception):
             raise cache[family]
         return cache[family]
 
@@ -46,7 +45,7 @@ def check_claim(pytestconfig, measured, record_property) -> Callable[[str, str],
         record_property("families", ",".join(families))
         try:
             needed = {f: measured(f) for f in families}
-        except NonFiniteScoresError as err:
+        except SERIES_ERRORS as err:
             record_property("verdict", NOT_MEASURED)
             record_property("measured", str(err))
             record_property("error", True)
@@ -57,7 +56,7 @@ def check_claim(pytestconfig, measured, record_property) -> Callable[[str, str],
             if family not in anchors:
                 try:
                     anchors[family] = measured(family)
-                except NonFiniteScoresError:
+                except SERIES_ERRORS:
                     pass  # a family that cannot be measured cannot anchor the scale
         record_property("scale_families", ",".join(sorted(anchors)))
         result = evaluate(claim_by_id(claim_id), side, needed, scales_for(pytestconfig.stash[SUITE], anchors), pytestconfig.stash[SUITE].rho_pairs)

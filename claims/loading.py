@@ -1,10 +1,21 @@
 """Measurements of the families' series from the record store (computing missing records, or from the cache alone)."""
 from __future__ import annotations
 
+from fixtures.hub import RevisionError
+from lpi_core.adapters import UnsupportedArchitectureError
+from lpi_core.data import RelationFileError
+from lpi_core.loading import CheckpointError
+
 from .measure import SeriesMeasurements, measure_series
+from .records import NonFiniteScoresError
 from .store import RecordStore
 from .suite import SuiteConfig
 from .windows import PaperScale, paper_scale, shared_scales
+
+
+# what makes a family's series unmeasurable, each with a message that names the problem and the fix:
+# the claims that read it are "not measured" with that message, the other family's claims still run
+SERIES_ERRORS = (RevisionError, CheckpointError, UnsupportedArchitectureError, RelationFileError, NonFiniteScoresError, FileNotFoundError)
 
 
 def load_family(config: SuiteConfig, family: str, compute: bool, rotate: int = 0) -> tuple[list[SeriesMeasurements], dict]:

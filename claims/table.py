@@ -17,6 +17,7 @@ SCORES = {
     "exact": "exact Gated-LPI (the paper's score)",
     "first-order": "first-order approximation of Gated-LPI (opt-in, not the paper's exact score)",
 }
+ATTENTION = {"sum": "position vectors summed, then one LPI", "each": "the sum of per-position LPIs"}
 CONFOUND_NOTE = (
     "Miniature suite: the MoE and the dense model of a seed train on the same token stream (batch, steps, seed), "
     "which removes the paper's corpus confound (OLMoE-MIX vs Dolma)."
@@ -86,9 +87,9 @@ def markdown(results: Sequence[ClaimResult], context: dict) -> str:
         "",
         f"`{line}`",
         "",
-        f"Scores: {SCORES[config['lpi_mode']]}. Readings in force: {readings}; attention neurons: position vectors summed, then one LPI.",
+        f"Scores: {SCORES[config['lpi_mode']]}. Readings in force: {readings}; attention neurons: {ATTENTION[config['attn_positions']]}.",
         "",
-        "Verdicts: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items())) + f" of {len(results)} tests.",
+        ("Verdicts: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items())) + f" of {len(results)} tests.") if results else "Verdicts: no test was measured (see Not measured).",
         "",
         table(results, config["lpi_mode"]),
         "",
