@@ -79,6 +79,8 @@ def interval(estimate: Estimate, set_statistic: bool) -> tuple[float, float]:
 
 def method(set_statistic: bool, seeds: int, replicates: int, splits: int = 0) -> str:
     over = f"{seeds} seeds, then examples (hierarchical)" if seeds > 1 else "examples (one seed)"
-    if set_statistic:
+    if set_statistic and splits:
         return f"centred percentile bootstrap, {replicates} resamples over {over}, widened to the spread of {splits} split halves where wider"
+    if set_statistic:
+        return f"centred percentile bootstrap, {replicates} resamples over {over}"
     return f"percentile bootstrap, {replicates} resamples over {over}"
