@@ -70,7 +70,9 @@ def build_report(
 
 
 def miniature_training(run: MiniatureRun, seeds: dict[str, list[int]]) -> dict:
-    """Per family and seed: HIT@10 over the 906 prompts at each step, onset, run length, and the prior-only baseline."""
+    """Per family and seed: HIT@10 over the 906 prompts at each step, onset, run length, the final
+    HIT@1, and the prior-only baselines (HIT@10 and HIT@1)."""
+    prior_hit_at_1 = run.prior_baseline_hit_at(1)
     return {
         family: {
             str(seed): {
@@ -78,6 +80,8 @@ def miniature_training(run: MiniatureRun, seeds: dict[str, list[int]]) -> dict:
                 "onset_step": run.onset_step(family, seed),
                 "total_steps": run.series(family, seed).total_steps,
                 "prior_baseline_hit_at_10": run.prior_baseline_hit_at_10,
+                "final_hit_at_1": run.final_hit_at(family, seed, 1),
+                "prior_baseline_hit_at_1": prior_hit_at_1,
             }
             for seed in family_seeds
         }

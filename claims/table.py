@@ -22,26 +22,26 @@ CONFOUND_NOTE = (
     "Miniature suite: the MoE and the dense model of a seed train on the same token stream (batch, steps, seed), "
     "which removes the paper's corpus confound (OLMoE-MIX vs Dolma)."
 )
-PRIOR_MARGIN = 0.2  # a series whose final HIT@10 beats the prior-only baseline by less has learned priors more than facts
+# Facts, not priors, is judged on HIT@1: 7 of the 12 evaluation relations have at most 10 distinct
+# answers, so a relation's prior alone reaches a HIT@10 near 0.8 and no model can beat it by much.
+PRIOR_MARGIN = 0.2
 
 
-def facts_over_priors(training: dict, prior: float | None) -> list[str]:
-    """A warning per series whose final HIT@10 is not `PRIOR_MARGIN` above the prior-only baseline."""
-    if prior is None:
+def facts_over_priors(training: dict) -> list[str]:
+    """Each series' final HIT@1 beside the prior-only HIT@1, and a warning where it is not `PRIOR_MARGIN` above."""
+    rows = [(family, seed, t["final_hit_at_1"], t["prior_baseline_hit_at_1"]) for family, seeds in training.items() for seed, t in seeds.items()]
+    if not rows or rows[0][3] is None:
         return []
-    short = [
-        f"{family} seed {seed}: {final:.3f} ({final - prior:+.3f})"
-        for family, seeds in training.items()
-        for seed, t in seeds.items()
-        if (final := list(t["hit_at_10"].values())[-1]) < prior + PRIOR_MARGIN
-    ]
-    if not short:
-        return []
-    return [
-        f"**WARNING: final HIT@10 less than {PRIOR_MARGIN} above the prior-only baseline** ({'; '.join(short)}): "
-        "these models answer mostly from the relations' answer frequencies, not from the individual facts, so what "
-        "the claims say about knowledge neurons rests on weak knowledge."
-    ]
+    prior = rows[0][3]
+    lines = ["final HIT@1 (prior-only " + f"{prior:.3f}): " + ", ".join(f"{f} seed {s} {h:.3f}" for f, s, h, _ in rows)]
+    short = [f"{f} seed {s} {h - prior:+.3f}" for f, s, h, _ in rows if h < prior + PRIOR_MARGIN]
+    if short:
+        lines.append(
+            f"**WARNING: final HIT@1 less than {PRIOR_MARGIN} above the prior-only baseline** ({'; '.join(short)}): these "
+            "models answer mostly from the relations' answer frequencies, not from the individual facts, so what the "
+            "claims say about knowledge neurons rests on weak knowledge."
+        )
+    return lines
 
 def _checkpoints(steps: dict[str, list[int]]) -> str:
     return "; ".join(f"{f}: {', '.join(map(str, s)) or '—'}" for f, s in steps.items())
@@ -119,7 +119,7 @@ def markdown(results: Sequence[ClaimResult], context: dict) -> str:
                 lines.append(f"- **{family}** seed {seed}: onset step {t['onset_step']} of {t['total_steps']}; HIT@10 {hits}")
         prior = next(iter(next(iter(context["miniature"].values())).values()))["prior_baseline_hit_at_10"]
         lines.append(f"- prior-only baseline (each relation's answers ranked by corpus frequency): HIT@10 {_value(prior)}")
-        lines += [f"- {line}" for line in facts_over_priors(context["miniature"], prior)]
+        lines += [f"- {line}" for line in facts_over_priors(context["miniature"])]
     lines += ["", "## Paper scale (checkpoint → paper step; — = before onset, no paper analogue)", ""]
     for key, text in context["scales"].items():
         lines.append(f"- **{key}**: {text}")

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from claims.catalogue import CLAIMS, claim_sides
 from claims.suite import SuiteConfig
-from lpi_core import load_model
+from lpi_core import evaluation_set, load_model
 from lpi_core.capture import last_position_logits
 from lpi_core.tokenization import encode_prompts, target_token_ids
 from fixtures.miniature.build import MiniatureRun
@@ -79,8 +79,14 @@ def test_report_holds_every_check_with_its_interval_and_a_verdict_that_follows_t
     assert versions["torch"] == torch.__version__ and re.fullmatch(r"\d+\.\d+\.\d+\+[0-9a-f]{12}", versions["code"])
     training = payload["context"]["miniature"]
     run = MiniatureRun(next((cache / "miniature").glob("smoke-*")))
+    data = evaluation_set()
     for family in ("moe", "dense"):
         assert training[family]["0"]["hit_at_10"] == {str(s): v for s, v in run.hit_at_10(family).items()}
+        last = load_model(run.series(family).checkpoints[-1].source)
+        top1 = last_position_logits(last, encode_prompts(last.tokenizer, data["prompt"])).argmax(-1)
+        expected = (top1 == target_token_ids(last.tokenizer, data["object"])).double().mean().item()
+        assert training[family]["0"]["final_hit_at_1"] == pytest.approx(expected)
+        assert 0 < training[family]["0"]["prior_baseline_hit_at_1"] < training[family]["0"]["prior_baseline_hit_at_10"]
         assert list(training[family]["0"]["hit_at_10"]) == ["15", "30", "45", "60"] and training[family]["0"]["total_steps"] == 60
         assert training[family]["0"]["onset_step"] == run.onset_step(family)
         assert training[family]["0"]["prior_baseline_hit_at_10"] == run.prior_baseline_hit_at_10
@@ -300,7 +306,14 @@ def test_every_reading_option_reaches_the_records_and_the_report(first_run, tmp_
 def test_a_series_below_the_prior_baseline_is_flagged():
     from claims.table import facts_over_priors
 
-    training = {"moe": {"0": {"hit_at_10": {"10": 0.1, "20": 0.70}}}, "dense": {"0": {"hit_at_10": {"10": 0.1, "20": 0.95}}}}
-    (warning,) = facts_over_priors(training, 0.7)
-    assert "moe seed 0: 0.700 (+0.000)" in warning and "dense" not in warning
-    assert facts_over_priors(training, 0.4) == [] and facts_over_priors(training, None) == []
+    training = {
+        "moe": {"0": {"final_hit_at_1": 0.25, "prior_baseline_hit_at_1": 0.19}},
+        "dense": {"0": {"final_hit_at_1": 0.45, "prior_baseline_hit_at_1": 0.19}},
+    }
+    values, warning = facts_over_priors(training)
+    assert values == "final HIT@1 (prior-only 0.190): moe seed 0 0.250, dense seed 0 0.450"
+    assert "(moe seed 0 +0.060)" in warning and "dense" not in warning
+    training["moe"]["0"]["final_hit_at_1"] = 0.39
+    assert len(facts_over_priors(training)) == 1
+    training["moe"]["0"]["prior_baseline_hit_at_1"] = training["dense"]["0"]["prior_baseline_hit_at_1"] = None
+    assert facts_over_priors(training) == []
