@@ -67,7 +67,24 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError("--gpu was given but torch sees no CUDA device; drop --gpu to run on the CPU")
     _pin_worker_resources(suite)
     if not hasattr(config, "workerinput"):
+        from claims.progress import TerminalProgress
+
         config.pluginmanager.register(ClaimsReporter(config), "lpi-claims-reporter")
+        config.pluginmanager.register(TerminalProgress(config), "lpi-claims-progress")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    progress = config.pluginmanager.get_plugin("lpi-claims-progress")
+    if progress is not None:
+        progress.close()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """xdist: tell each worker where to write its progress lines (the controller prints them)."""
+    from claims.progress import WORKER_INPUT
+
+    node.workerinput[WORKER_INPUT] = str(node.config.pluginmanager.get_plugin("lpi-claims-progress").directory)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -11,6 +11,7 @@ from .catalogue import claim_by_id
 from .evaluate import families_of, evaluate
 from .loading import SERIES_ERRORS, load_family, scales_for
 from .measure import SeriesMeasurements
+from .progress import progress_for
 from .store import worker_index
 from .verdicts import NOT_MEASURED, REPLICATED
 
@@ -19,12 +20,13 @@ from .verdicts import NOT_MEASURED, REPLICATED
 def measured(pytestconfig) -> Callable[[str], list[SeriesMeasurements]]:
     """family -> its measurements, one per seed; records are computed where missing (one worker each)."""
     suite = pytestconfig.stash[SUITE]
+    announce = progress_for(pytestconfig)
     cache: dict[str, list[SeriesMeasurements] | Exception] = {}
 
     def get(family: str) -> list[SeriesMeasurements]:
         if family not in cache:
             try:
-                cache[family] = load_family(suite, family, compute=True, rotate=worker_index())[0]
+                cache[family] = load_family(suite, family, compute=True, rotate=worker_index(), announce=announce)[0]
             except SERIES_ERRORS as err:
                 cache[family] = err  # every test that reads the family reports it; nothing is recomputed
         if isinstance(cache[family], Exception):

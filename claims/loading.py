@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from fixtures.hub import RevisionError
+from fixtures.series import Announce, silent
 from lpi_core.adapters import UnsupportedArchitectureError
 from lpi_core.data import RelationFileError
 from lpi_core.loading import CheckpointError
@@ -18,15 +19,18 @@ from .windows import PaperScale, paper_scale, shared_scales
 SERIES_ERRORS = (RevisionError, CheckpointError, UnsupportedArchitectureError, RelationFileError, NonFiniteScoresError, FileNotFoundError)
 
 
-def load_family(config: SuiteConfig, family: str, compute: bool, rotate: int = 0) -> tuple[list[SeriesMeasurements], dict]:
-    """One family's measurements, one per seed, and what the report says about its series.
+def load_family(
+    config: SuiteConfig, family: str, compute: bool, rotate: int = 0, announce: Announce = silent
+) -> tuple[list[SeriesMeasurements], dict]:
+    """One family's measurements, one per seed, and what the report says about its series
+    (`announce` gets a line as each series is built and each record computed).
 
     `compute=False` reads the cache alone and raises FileNotFoundError naming what is missing."""
-    series_list = config.series(family, build=compute, rotate=rotate)
+    series_list = config.series(family, build=compute, rotate=rotate, announce=announce)
     data, options = config.data(), config.run_options()
     store = RecordStore(config.cache)
     if compute:
-        store.ensure_all([c for s in series_list for c in s.checkpoints], data, options, rotate=rotate, keep=False)
+        store.ensure_all([c for s in series_list for c in s.checkpoints], data, options, rotate=rotate, keep=False, announce=announce)
     measured, described = [], []
     for series in series_list:  # one series' records in memory at a time
         found, missing = store.load_all(series.checkpoints, data, options)

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import torch
 
 import lpi_core
-from fixtures.series import Checkpoint
+from fixtures.series import Announce, Checkpoint, silent
 from lpi_core.atomic import TMP_PREFIX, atomic_write_bytes
 from lpi_core.locks import Timeout, exclusive
 
@@ -95,10 +95,12 @@ class RecordStore:
         rotate: int = 0,
         poll_seconds: float = 0.5,
         keep: bool = True,
+        announce: Announce = silent,
     ) -> list[dict | None]:
         """The record of every checkpoint (of any series and seed), in order, computing the missing
         ones; `rotate` staggers the workers' starting points; `keep=False` only makes sure they exist
-        (None in their place: a run's records together can exceed the memory)."""
+        (None in their place: a run's records together can exceed the memory); `announce` gets a
+        line when a record starts and when it is stored."""
         order = list(range(len(checkpoints)))
         if order:
             shift = rotate % len(order)
@@ -116,8 +118,11 @@ class RecordStore:
                             if record is None:
                                 for leftover in self.directory.glob(f"{TMP_PREFIX}{key}.pt-*"):
                                     leftover.unlink()  # an interrupted write of this record
+                                started = time.time()
+                                announce(f"record {checkpoints[i].label}: computing ({len(data.prompts)} examples)")
                                 record = compute(checkpoints[i], data, options)
                                 self.save(key, record)
+                                announce(f"record {checkpoints[i].label}: stored in {time.time() - started:.0f} s")
                     except Timeout:
                         continue  # another worker computes it; come back later
                 found[i] = record if keep else None

@@ -11,7 +11,7 @@ from pathlib import Path
 from fixtures.hub import hub_series
 from fixtures.miniature.build import MiniatureRun, build_series, cache_root, prepare_miniature, run_directory
 from fixtures.miniature.presets import PRESETS
-from fixtures.series import CheckpointSeries
+from fixtures.series import Announce, CheckpointSeries, silent
 from lpi_core import evaluation_set
 from lpi_core.modes import MODES
 
@@ -131,13 +131,14 @@ class SuiteConfig:
             raise FileNotFoundError(f"the {self.preset} miniature run is not built in {self.cache}; run the claims first")
         return MiniatureRun(root)
 
-    def series(self, family: str, build: bool = True, rotate: int = 0) -> list[CheckpointSeries]:
-        """The family's series, one per seed (seed order); `build` trains missing ones, from seed `rotate` on."""
+    def series(self, family: str, build: bool = True, rotate: int = 0, announce: Announce = silent) -> list[CheckpointSeries]:
+        """The family's series, one per seed (seed order); `build` trains missing ones, from seed `rotate` on
+        (`announce` gets their progress lines)."""
         if self.suite == "miniature":
             run = self.miniature(build)
             count = self.seed_count
             order = [(rotate + i) % count for i in range(count)]
-            built = {s: build_series(run, family, s) if build else run.series(family, s) for s in order}
+            built = {s: build_series(run, family, s, announce) if build else run.series(family, s) for s in order}
             series = [built[s] for s in range(count)]
         else:
             repo = self.moe_model if family == "moe" else self.dense_model

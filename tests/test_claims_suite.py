@@ -317,3 +317,45 @@ def test_a_series_below_the_prior_baseline_is_flagged():
     assert len(facts_over_priors(training)) == 1
     training["moe"]["0"]["prior_baseline_hit_at_1"] = training["dense"]["0"]["prior_baseline_hit_at_1"] = None
     assert facts_over_priors(training) == []
+
+
+def test_progress_lines_show_each_build_and_record_while_it_runs(first_run):
+    """Under output capture and -q: a line when each series starts training and is built, and when each
+    record starts and is stored, all before the first verdict."""
+    done, _, _ = first_run
+    lines = done.stdout.splitlines()
+    first_verdict = next(i for i, line in enumerate(lines) if line.startswith("claim "))
+    progress = [line for line in lines[:first_verdict] if line.startswith("lpi-claims: ")]
+    for family in ("moe", "dense"):
+        assert f"lpi-claims: miniature smoke {family} seed 0: training 60 steps, then HIT@10 at 4 checkpoints" in progress
+        assert any(re.fullmatch(rf"lpi-claims: miniature smoke {family} seed 0: built in \d+ s", line) for line in progress)
+        for step in (15, 30, 45, 60):
+            assert f"lpi-claims: record {family}/seed0/step{step}: computing (120 examples)" in progress
+            assert any(re.fullmatch(rf"lpi-claims: record {family}/seed0/step{step}: stored in \d+ s", line) for line in progress)
+    assert len(progress) == 2 * (2 + 2 * 4)  # one line per step start and end, nothing else
+
+
+def test_progress_of_xdist_workers_reaches_the_controller_in_a_real_terminal(first_run, tmp_path):
+    import pty
+
+    _, first_cache, _ = first_run
+    cache, report = cache_with_the_built_run(first_cache, tmp_path / "cache"), tmp_path / "report"
+    controller, terminal = pty.openpty()
+    run = subprocess.Popen(claims_command(cache, report, "-n", "2"), cwd=tmp_path, env=ENV, stdin=terminal, stdout=terminal, stderr=terminal)
+    os.close(terminal)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the terminal closes when the run ends
+            break
+        if not chunk:
+            break
+        output += chunk
+    run.wait()
+    os.close(controller)
+    text = output.decode(errors="replace").replace("\r\n", "\n")
+    assert run.returncode in (0, 1), text[-3000:]
+    stored = re.findall(r"lpi-claims: \[gw[01]\] record (moe|dense)/seed0/step(\d+): stored in \d+ s", text)
+    assert sorted(stored) == sorted((f, str(s)) for f in ("moe", "dense") for s in (15, 30, 45, 60))  # each once, by a worker
+    assert text.index("lpi-claims: [gw") < text.index("claims vs measured")
