@@ -9,14 +9,16 @@ from lpi_core.loading import CheckpointError
 
 from .measure import SeriesMeasurements, measure_series
 from .records import NonFiniteScoresError
-from .store import RecordStore
+from .store import CacheWriteError, RecordStore
 from .suite import SuiteConfig
 from .windows import PaperScale, paper_scale, shared_scales
 
 
 # what makes a family's series unmeasurable, each with a message that names the problem and the fix:
 # the claims that read it are "not measured" with that message, the other family's claims still run
-SERIES_ERRORS = (RevisionError, CheckpointError, UnsupportedArchitectureError, RelationFileError, NonFiniteScoresError, FileNotFoundError)
+SERIES_ERRORS = (
+    RevisionError, CheckpointError, UnsupportedArchitectureError, RelationFileError, NonFiniteScoresError, CacheWriteError, FileNotFoundError,
+)
 
 
 def load_family(

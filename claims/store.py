@@ -3,6 +3,7 @@ written atomically and computed by exactly one process (a worker skips a checkpo
 the lock for and comes back to it, so `-n N` workers spread over every series and seed)."""
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import io
@@ -47,12 +48,33 @@ def record_key(checkpoint: Checkpoint, data: Data, options: RunOptions) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
 
 
+class CacheWriteError(OSError):
+    """The cache cannot take a record: the disk is full, or the directory is read-only or not ours."""
+
+
+UNWRITABLE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _unwritable(directory: Path, err: OSError, size: int | None = None) -> CacheWriteError:
+    need = f" (a record here is {size / 1e6:.0f} MB)" if size else ""
+    return CacheWriteError(
+        err.errno,
+        f"cannot write to the cache {directory}: {err.strerror}; free space there or make it writable, or point "
+        f"--cache-dir (or LPI_CLAIMS_CACHE) at a writable directory with room{need}",
+    )
+
+
 class RecordStore:
     """Records in `<cache>/records/<key>.pt`, one lock file per key."""
 
     def __init__(self, cache_dir: Path) -> None:
         self.directory = Path(cache_dir) / "records"
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            if err.errno in UNWRITABLE:
+                raise _unwritable(self.directory, err) from None
+            raise
 
     def path(self, key: str) -> Path:
         return self.directory / f"{key}.pt"
@@ -74,10 +96,15 @@ class RecordStore:
         buffer = io.BytesIO()
         torch.save(record, buffer)
         data = buffer.getvalue()
-        atomic_write_bytes(self.path(key), data)
-        log = self.directory / "computed.log"
-        with exclusive(str(log) + ".lock"), open(log, "a") as f:
-            f.write(f"{key}\t{hashlib.sha256(data).hexdigest()}\t{os.environ.get('PYTEST_XDIST_WORKER', 'main')}\t{os.getpid()}\n")
+        try:
+            atomic_write_bytes(self.path(key), data)
+            log = self.directory / "computed.log"
+            with exclusive(str(log) + ".lock"), open(log, "a") as f:
+                f.write(f"{key}\t{hashlib.sha256(data).hexdigest()}\t{os.environ.get('PYTEST_XDIST_WORKER', 'main')}\t{os.getpid()}\n")
+        except OSError as err:
+            if err.errno in UNWRITABLE:
+                raise _unwritable(self.directory, err, len(data)) from None
+            raise
 
     def computed_log(self) -> list[tuple[str, str, str]]:
         """(key, sha256, worker) of every record written to this store, oldest first."""

@@ -92,7 +92,7 @@ def shared_scales(onsets: dict[str, dict[int, int | None]], steps: dict[str, dic
     given for that seed (both, in a run with contrasts), so the families share one scale."""
     scales = {}
     families = sorted(onsets)
-    for seed in sorted(set.intersection(*(set(onsets[f]) for f in families))):
+    for seed in sorted(set.intersection(*(set(onsets[f]) for f in families))) if families else []:
         found = [onsets[f][seed] for f in families]
         anchor = None if any(o is None for o in found) else max(found)
         if len(families) > 1:

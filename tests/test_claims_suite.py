@@ -359,3 +359,67 @@ def test_progress_of_xdist_workers_reaches_the_controller_in_a_real_terminal(fir
     stored = re.findall(r"lpi-claims: \[gw[01]\] record (moe|dense)/seed0/step(\d+): stored in \d+ s", text)
     assert sorted(stored) == sorted((f, str(s)) for f in ("moe", "dense") for s in (15, 30, 45, 60))  # each once, by a worker
     assert text.index("lpi-claims: [gw") < text.index("claims vs measured")
+
+
+FAULT_PLUGIN = '''
+import errno
+import io
+import os
+
+import lpi_core.atomic
+
+ERRNO = errno.{name}
+
+
+class HalfWritten(io.FileIO):
+    """A file on a device that fails after half a record: the write raises {name} midway."""
+
+    def write(self, data):
+        super().write(bytes(data)[: len(data) // 2])
+        raise OSError(ERRNO, "{message}")
+
+
+def pytest_configure(config):
+    def fake_open(path, mode="r", *args, **kwargs):
+        temporary_record = os.path.basename(path).startswith(lpi_core.atomic.TMP_PREFIX) and ".pt-" in os.path.basename(path)
+        return HalfWritten(path, "wb") if temporary_record and mode == "wb" else open(path, mode, *args, **kwargs)
+
+    lpi_core.atomic.open = fake_open  # shadows the builtin inside lpi_core.atomic only
+'''
+
+
+@pytest.mark.parametrize("name, message", [("ENOSPC", "No space left on device"), ("EROFS", "Read-only file system")])
+def test_a_full_or_read_only_cache_fails_the_claims_with_the_fix_and_leaves_nothing(first_run, tmp_path, name, message):
+    _, first_cache, _ = first_run
+    cache, report = cache_with_the_built_run(first_cache, tmp_path / "cache"), tmp_path / "report"
+    (tmp_path / "faultplugin.py").write_text(FAULT_PLUGIN.format(name=name, message=message))
+    env = {**ENV, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ENV.get('PYTHONPATH', '')}"}
+    done = subprocess.run(claims_command(cache, report, "-p", "faultplugin"), cwd=tmp_path, env=env, capture_output=True, text=True)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1 and "INTERNALERROR" not in output and "Traceback" not in output, output[-3000:]
+    reasons = json.loads((report / "claims.json").read_text())["context"]["not_measured"]
+    assert set(reasons) == EVERY_TEST
+    assert all(f"cannot write to the cache {cache / 'records'}: {message}" in r and "--cache-dir" in r for r in reasons.values())
+    assert sorted(p.name for p in (cache / "records").iterdir()) == []  # no record, no temporary, no lock
+
+
+def test_sigint_during_a_record_then_rerun_gives_the_uninterrupted_results(first_run, tmp_path):
+    _, first_cache, first_report = first_run
+    cache, report = cache_with_the_built_run(first_cache, tmp_path / "cache"), tmp_path / "report"
+    command = claims_command(cache, report)
+    run = subprocess.Popen(command, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in run.stdout:  # the progress line says when a record is under way
+        seen.append(line)
+        if "record moe/seed0/step15: computing" in line:
+            run.send_signal(signal.SIGINT)
+            break
+    seen += run.stdout.readlines()
+    run.wait()
+    output = "".join(seen)
+    assert run.returncode == 2 and "KeyboardInterrupt" in output and "INTERNALERROR" not in output, output[-3000:]
+    assert leftovers(cache) == []  # the lock released, no temporary left
+    again = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True)
+    assert again.returncode in (0, 1), again.stdout[-3000:]
+    assert_same_records(cache, first_cache)
+    assert same_claims(report, first_report)

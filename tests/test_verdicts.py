@@ -206,3 +206,7 @@ def test_both_families_share_the_later_onset():
         assert scale.paper_step(40) == 10_000 and scale.paper_step(100) == 1_200_000
         assert scale.paper_step(70) == pytest.approx(10_000 + 0.5 * 1_190_000)
         assert "the later of dense 40 and moe 20" in scale.describe()
+
+
+def test_no_measured_family_gives_no_scale():
+    assert shared_scales({}, {}, {}) == {}
