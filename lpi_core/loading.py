@@ -77,9 +77,10 @@ def load_model(
         tokenizer = AutoTokenizer.from_pretrained(name, **hub)
         model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, **hub).to(device)
     except (OSError, ValueError, SafetensorError) as err:
+        again = f"`hf download {name} --revision {revision} --force-download`" if revision else "save_pretrained"
         raise CheckpointError(
             f"{where}: the checkpoint's tokenizer or weights cannot be read ({err}). A missing or truncated "
-            "weights file must be downloaded or saved again."
+            f"weights file must be downloaded or saved again: {again}."
         ) from err
     model.eval()
     return LanguageModel(

@@ -78,3 +78,61 @@ def test_report_command_offline_prints_the_message_and_exits_2(tmp_path, capsys,
     assert status == 2
     assert err.startswith("lpi-claims report: allenai/OLMoE-1B-7B-0924: offline and no list of its revisions is cached")
     assert "hf download" in err and not (tmp_path / "report").exists()
+
+
+def _local_hub(tmp_path: Path, dense_lm=None) -> None:
+    """Both paper repositories in the local hub cache (tiny models): the MoE at 10K, 20K and 30K, the dense at 10K and 20K."""
+    hub = tmp_path / "hf" / "hub"
+    moe = {"step10000-tokens41B": tiny_lm("olmoe", 1), "step20000-tokens83B": tiny_lm("olmoe", 2), "step30000-tokens126B": tiny_lm("olmoe", 3)}
+    make_hub_cache(hub, "allenai/OLMoE-1B-7B-0924", moe)
+    dense = dense_lm or tiny_lm("olmo", 1)
+    make_hub_cache(hub, "allenai/OLMo-7B-0424-hf", {"step10000-tokens41B": dense, "step20000-tokens83B": tiny_lm("olmo", 2)})
+
+
+def _dense_snapshot(tmp_path: Path, branch: str) -> Path:
+    repo = tmp_path / "hf" / "hub" / "models--allenai--OLMo-7B-0424-hf"
+    return repo / "snapshots" / (repo / "refs" / branch).read_text()
+
+
+def _only_the_dense_side_fails(tmp_path: Path, done: subprocess.CompletedProcess, *expected: str) -> None:
+    assert_clean_failure(done)
+    payload = json.loads((tmp_path / "report" / "claims.json").read_text())
+    reading_dense = {f"{c}-{s}" for c, s in claim_sides() if s != "moe"}
+    assert set(payload["context"]["not_measured"]) == reading_dense
+    for reason in payload["context"]["not_measured"].values():
+        assert all(text in reason for text in expected), reason
+    assert {c["test_id"] for c in payload["claims"]} == EVERY_TEST - reading_dense  # the MoE side still runs
+    assert_nothing_half_written(tmp_path / "cache", tmp_path / "report")
+
+
+def test_truncated_weights_in_a_cached_snapshot_name_the_file(tmp_path):
+    _local_hub(tmp_path)
+    weights = _dense_snapshot(tmp_path, "step20000-tokens83B") / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    done = paper_run(tmp_path, "--checkpoints", "10000,20000")
+    _only_the_dense_side_fails(
+        tmp_path, done, "allenai/OLMo-7B-0424-hf at revision step20000-tokens83B", "truncated",
+        "hf download allenai/OLMo-7B-0424-hf --revision step20000-tokens83B --force-download",
+    )
+
+
+def test_an_unsupported_architecture_in_the_hub_cache_names_the_supported_ones(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from lpi_core import wrap_model
+    from tests.helpers import tokenizer
+
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer()), n_embd=32, n_layer=2, n_head=2))
+    _local_hub(tmp_path, dense_lm=type("Saved", (), {"model": gpt2, "tokenizer": tokenizer()})())
+    done = paper_run(tmp_path, "--checkpoints", "10000,20000")
+    _only_the_dense_side_fails(tmp_path, done, "gpt2", "olmo")
+
+
+def test_a_revision_missing_from_the_local_hub_cache_is_named_with_its_download_command(tmp_path):
+    _local_hub(tmp_path)
+    refs = json.dumps({"repo": "allenai/OLMo-7B-0424-hf", "branches": ["step10000-tokens41B", "step20000-tokens83B", "step30000-tokens126B"]})
+    cached = tmp_path / "cache" / "hub-refs" / "allenai--OLMo-7B-0424-hf.json"
+    cached.parent.mkdir(parents=True)
+    cached.write_text(refs)
+    done = paper_run(tmp_path, "--checkpoints", "10000,30000")
+    _only_the_dense_side_fails(tmp_path, done, "lacks 1 revision(s): step30000-tokens126B", "hf download allenai/OLMo-7B-0424-hf --revision step30000-tokens126B")
