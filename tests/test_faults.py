@@ -9,8 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from claims.catalogue import claim_sides
 from claims.cli import main as lpi_claims
+from fixtures.hub import RevisionError
 from lpi_core.atomic import TMP_PREFIX
 from tests.helpers import tiny_lm
 from tests.test_hub import make_hub_cache
@@ -78,6 +81,10 @@ def test_report_command_offline_prints_the_message_and_exits_2(tmp_path, capsys,
     assert status == 2
     assert err.startswith("lpi-claims report: allenai/OLMoE-1B-7B-0924: offline and no list of its revisions is cached")
     assert "hf download" in err and not (tmp_path / "report").exists()
+    with pytest.raises(RevisionError, match="offline and no list of its revisions"):  # --debug: the traceback
+        lpi_claims(["report", "--suite", "paper", "--cache-dir", str(tmp_path / "cache"), "--debug"])
+    assert lpi_claims(["report", "--bootstrap", "many"]) == 2
+    assert capsys.readouterr().err.strip() == "lpi-claims report: --bootstrap must be an integer, not 'many'"
 
 
 def _local_hub(tmp_path: Path, dense_lm=None) -> None:
