@@ -97,7 +97,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"lpi-claims: torch {torch.__version__}, transformers {transformers.__version__}, CUDA {cuda}",
         f"lpi-claims: suite={suite.suite} preset={suite.preset} seeds={suite.seed_count} gpu={suite.gpu} "
         f"examples={suite.examples or 906} bootstrap={suite.bootstrap} scores={suite.lpi_mode} "
-        f"rank-by={suite.rank_by} target={suite.target} rho-pairs={suite.rho_pairs}",
+        f"rank-by={suite.rank_by} target={suite.target} st-rank={suite.st_rank} attn-positions={suite.attn_positions} rho-pairs={suite.rho_pairs}",
     ]
 
 
