@@ -252,6 +252,8 @@ def test_non_finite_scores_are_reported_with_the_layer_never_as_a_number(first_r
     save_file(tensors, weights, metadata={"format": "pt"})
     done = subprocess.run(claims_command(cache, report), cwd=tmp_path, env=ENV, capture_output=True, text=True)
     assert done.returncode == 1
+    assert "INTERNALERROR" not in done.stdout + done.stderr and "Traceback" not in done.stdout + done.stderr
+    assert leftovers(cache) == []
     payload = json.loads((report / "claims.json").read_text())
     moe_ids = {f"{c}-{s}" for c, s in claim_sides() if s != "dense"}
     assert set(payload["context"]["not_measured"]) == moe_ids
