@@ -38,19 +38,21 @@ def test_a_layer_out_of_memory_is_redone_in_smaller_chunks(monkeypatch):
     captured = capture_last_position(lm, encode_prompts(lm.tokenizer, PROMPTS[:12]))
     targets = captured.logits.argmax(-1)
     direct = score_capture(lm.adapter, captured, targets, max_elements=1 << 16)
-    real, sizes = modes.neuron_lpi, []
+    real, sizes, succeeded = modes.neuron_lpi, [], []
 
     def small_memory(*args):
         sizes.append(args[-1])
         if args[-1] > 1 << 16:
             raise torch.cuda.OutOfMemoryError(SIMULATED)
+        succeeded.append(args[-1])
         return real(*args)
 
     monkeypatch.setattr(modes, "neuron_lpi", small_memory)
     retried = score_capture(lm.adapter, captured, targets, max_elements=1 << 20)
     for name in ("ffn", "attn", "heads", "ffn_layer", "attn_layer"):
         assert torch.equal(getattr(retried, name), getattr(direct, name)), name
-    assert sizes[0] == 1 << 20 and (1 << 17) in sizes and max(sizes[-5:]) == 1 << 16
+    # the layers are scored side by side, so their calls interleave: check sizes, not their order
+    assert sizes[0] == 1 << 20 and (1 << 17) in sizes and set(succeeded) == {1 << 16}
 
 
 def test_out_of_memory_at_the_smallest_chunk_names_the_layer(monkeypatch):
