@@ -209,3 +209,13 @@ def test_hit_at_10_comes_back_in_step_order(tmp_path):
     recorded = {"hit_at_10": {"120": 0.5, "16": 0.1, "8": 0.0}}
     (tmp_path / "moe" / "seed0" / "series.json").write_text(json.dumps(recorded, sort_keys=True))
     assert list(MiniatureRun(tmp_path).hit_at_10("moe").items()) == [(8, 0.0), (16, 0.1), (120, 0.5)]
+
+
+def test_facts_preset_is_the_measured_schedule():
+    """The schedule of README's HIT@1 experiments: warm-up ≤ 2%, ≥ 5 checkpoints in the first 15%, half
+    the sentences outside the evaluation relations, the default's shapes and sizing."""
+    facts, default = PRESETS["facts"], PRESETS["default"]
+    assert (facts.moe, facts.dense) == (default.moe, default.dense)
+    assert facts.train.steps == 1500 and facts.train.warmup_steps <= 0.02 * facts.train.steps
+    assert len([s for s in facts.checkpoints if s <= 0.15 * facts.train.steps]) >= 5
+    assert facts.corpus_shares[0] <= 0.5 and facts.zipf_exponent == 0.6 and facts.seeds == 3
