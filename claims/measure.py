@@ -16,8 +16,8 @@ import numpy as np
 
 from lpi_core.metrics import (
     ablation_drop,
-    jaccard_rows,
     complement_means,
+    jaccard_rows,
     knowledge_onset,
     positive_gain_concentration_rows,
     resample_weights,
@@ -116,9 +116,9 @@ def measure_series(family: str, name: str, seed: int, total_steps: int, records:
         boot = [r[f"boot_{key}"].numpy() for r in recs]  # float32: selection and gains only (memory)
         return points, boot, [(h, complement_means(p, h, n)) for p, h in zip(points, halves)]
 
-    st = lambda kind: f"st_{kind}" if f"st_{kind}" in recs[0] else kind  # noqa: E731
     ffn, attn = unit_arrays("ffn"), unit_arrays("attn")
-    sets_ffn, sets_attn = _top_sets(*unit_arrays(st("ffn"))), _top_sets(*unit_arrays(st("attn")))
+    st_scores = lambda kind, signed: unit_arrays(f"st_{kind}") if f"st_{kind}" in recs[0] else signed  # noqa: E731
+    sets_ffn, sets_attn = _top_sets(*st_scores("ffn", ffn)), _top_sets(*st_scores("attn", attn))
     reps = ffn[1][0].shape[0]
     counts = resample_weights(n, reps).double().numpy()
 
