@@ -84,7 +84,7 @@ def pytest_configure_node(node) -> None:
     """xdist: tell each worker where to write its progress lines (the controller prints them)."""
     from claims.progress import WORKER_INPUT
 
-    node.workerinput[WORKER_INPUT] = str(node.config.pluginmanager.get_plugin("lpi-claims-progress").directory)
+    node.workerinput[WORKER_INPUT] = node.config.pluginmanager.get_plugin("lpi-claims-progress").worker_directory()
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -29,8 +29,14 @@ class TerminalProgress:
         self.lock = threading.Lock()
         self.stopped = threading.Event()
         self.read: dict[Path, int] = {}
-        self.thread = threading.Thread(target=self._follow, name="lpi-claims-progress", daemon=True)
-        self.thread.start()
+        self.thread: threading.Thread | None = None
+
+    def worker_directory(self) -> str:
+        """Where a worker writes its lines; the first call starts following them."""
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._follow, name="lpi-claims-progress", daemon=True)
+            self.thread.start()
+        return str(self.directory)
 
     def __call__(self, message: str) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
@@ -58,8 +64,9 @@ class TerminalProgress:
 
     def close(self) -> None:
         self.stopped.set()
-        self.thread.join()
-        self.flush()
+        if self.thread is not None:
+            self.thread.join()
+            self.flush()
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
