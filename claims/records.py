@@ -133,9 +133,9 @@ def compute_record(checkpoint: Checkpoint, data: Data, options: RunOptions, prog
     splits = split_half_weights(n, min(SPLITS, options.bootstrap))
     mean = att.mean()
     layers, heads = mean.heads.shape
-    st = (lambda scores: scores.abs().mean(0)) if options.st_rank == "mean-abs" else (lambda scores: scores.mean(0))
-    head_order = ranked(st(att.heads), options.rank_by)
-    ffn_order = ranked(st(att.ffn), options.rank_by)
+    st_heads, st_ffn = (att.heads.abs().mean(0), att.ffn.abs().mean(0)) if options.st_rank == "mean-abs" else (mean.heads, mean.ffn)
+    head_order = ranked(st_heads, options.rank_by)
+    ffn_order = ranked(st_ffn, options.rank_by)
     experts, ffn_dim = mean.ffn.shape[1:]
     top_ffn = ffn_order[: max(1, round(0.01 * ffn_order.numel()))]
     masks = {
