@@ -16,11 +16,12 @@ import pytest
 
 import torch
 from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
 
 from fixtures.miniature.build import MiniatureRun, build_miniature, build_series, cache_root, run_directory
 from fixtures.miniature.corpus import object_counts, relation_facts, render_corpus
 from fixtures.miniature.figure import training_figure
-from fixtures.miniature.presets import PRESETS
+from fixtures.miniature.presets import PRESETS, width_scaled_init
 from lpi_core import evaluation_set, hits_at_k
 from lpi_core.atomic import TMP_PREFIX
 from lpi_core.metrics import knowledge_onset
@@ -66,7 +67,7 @@ def test_every_checkpoint_loads_through_the_common_loader(smoke):
     assert smoke.losses("moe")[-1] < smoke.losses("moe")[0] - 1.0
 
 
-@pytest.mark.parametrize("preset", ["proportional", "large"])
+@pytest.mark.parametrize("preset", ["default", "large"])
 def test_preset_shapes_have_olmoes_proportions_at_equal_total_parameters(preset):
     config = PRESETS[preset]
     moe, dense = config.moe, config.dense
@@ -81,6 +82,7 @@ def test_preset_shapes_have_olmoes_proportions_at_equal_total_parameters(preset)
     assert warmup <= 0.02 * steps
     early = [s for s in config.checkpoints if s <= 0.15 * steps]
     assert len(early) >= 5 and len(config.checkpoints) - len(early) >= 5
+    assert config.corpus_shares[0] <= 0.5 and config.zipf_exponent > 0  # facts compete, at skewed frequencies
 
 
 def test_build_records_hit_at_10_onset_and_prior_baseline(smoke):
@@ -211,11 +213,12 @@ def test_hit_at_10_comes_back_in_step_order(tmp_path):
     assert list(MiniatureRun(tmp_path).hit_at_10("moe").items()) == [(8, 0.0), (16, 0.1), (120, 0.5)]
 
 
-def test_facts_preset_is_the_measured_schedule():
-    """The schedule of README's HIT@1 experiments: warm-up ≤ 2%, ≥ 5 checkpoints in the first 15%, half
-    the sentences outside the evaluation relations, the default's shapes and sizing."""
-    facts, default = PRESETS["facts"], PRESETS["default"]
-    assert (facts.moe, facts.dense) == (default.moe, default.dense)
-    assert facts.train.steps == 1500 and facts.train.warmup_steps <= 0.02 * facts.train.steps
-    assert len([s for s in facts.checkpoints if s <= 0.15 * facts.train.steps]) >= 5
-    assert facts.corpus_shares[0] <= 0.5 and facts.zipf_exponent == 0.6 and facts.seeds == 3
+def test_width_scaled_init_keeps_the_paper_models_input_scale():
+    """0.02 at OLMoE's hidden 2048 is 0.02·√32 = 0.1131 at hidden 64; the built model draws its weights with it."""
+    assert width_scaled_init(64, 2048) == 0.1131 and width_scaled_init(4096, 4096) == 0.02
+    shape = PRESETS["default"].moe
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(shape.config(256, 64, {}))
+    weight = model.model.layers[0].self_attn.q_proj.weight
+    assert weight.std().item() == pytest.approx(shape.initializer_range, rel=0.02)
+
