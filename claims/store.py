@@ -1,6 +1,6 @@
 """Where records live: `<cache>/records/<key>.pt`, keyed by checkpoint, data, options and code,
 written atomically and computed by exactly one process (a worker skips a checkpoint another holds
-the lock for and comes back to it, so `-n N` workers spread over every series and seed)."""
+the lease for and comes back to it, so `-n N` workers spread over every series and seed)."""
 from __future__ import annotations
 
 import errno
@@ -19,9 +19,10 @@ import torch
 import lpi_core
 from fixtures.series import Announce, Checkpoint, silent
 from lpi_core.atomic import TMP_PREFIX, atomic_write_bytes
-from lpi_core.locks import Timeout, exclusive
+from lpi_core.locks import exclusive
 
 from . import records
+from .lease import Lease
 from .records import RECORD_FORMAT, Data, RunOptions, compute_record
 
 
@@ -65,7 +66,8 @@ def _unwritable(directory: Path, err: OSError, size: int | None = None) -> Cache
 
 
 class RecordStore:
-    """Records in `<cache>/records/<key>.pt`, one lock file per key."""
+    """Records in `<cache>/records/<key>.pt`; a record is computed under its lease (`<key>.lease`,
+    lease.py) and published once."""
 
     def __init__(self, cache_dir: Path) -> None:
         self.directory = Path(cache_dir) / "records"
@@ -91,13 +93,26 @@ class RecordStore:
             return None  # written by an incompatible version: recompute
         return record
 
+    def lease(self, key: str) -> Lease:
+        """The claim on computing `key`; taking over a dead holder's removes its half-written files."""
+        return Lease(self.directory / f"{key}.lease", on_takeover=lambda: self._remove_temporaries(key))
+
+    def _remove_temporaries(self, key: str) -> None:
+        for leftover in self.directory.glob(f"{TMP_PREFIX}{key}.pt-*"):
+            leftover.unlink(missing_ok=True)
+
     def save(self, key: str, record: dict) -> None:
-        """Write the record atomically, and log its checksum and writer in `computed.log`."""
+        """Publish the record (under its lease: an unreadable old file is replaced, a valid one never),
+        and log its checksum and writer in `computed.log`."""
         buffer = io.BytesIO()
         torch.save(record, buffer)
         data = buffer.getvalue()
+        path = self.path(key)
         try:
-            atomic_write_bytes(self.path(key), data)
+            if path.exists() and self.load(key) is None:
+                path.unlink()  # damaged or of another format: this holder recomputed it
+            if not atomic_write_bytes(path, data, replace=False):
+                return  # published by a holder that took our lease over: same inputs, same record
             log = self.directory / "computed.log"
             with exclusive(str(log) + ".lock"), open(log, "a") as f:
                 f.write(f"{key}\t{hashlib.sha256(data).hexdigest()}\t{os.environ.get('PYTEST_XDIST_WORKER', 'main')}\t{os.getpid()}\n")
@@ -139,19 +154,20 @@ class RecordStore:
                 key = record_key(checkpoints[i], data, options)
                 record = self.load(key)
                 if record is None:
-                    try:
-                        with exclusive(str(self.path(key)) + ".lock", timeout=0):
-                            record = self.load(key)
-                            if record is None:
-                                for leftover in self.directory.glob(f"{TMP_PREFIX}{key}.pt-*"):
-                                    leftover.unlink()  # an interrupted write of this record
-                                started = time.time()
-                                announce(f"record {checkpoints[i].label}: computing ({len(data.prompts)} examples)")
-                                record = compute(checkpoints[i], data, options)
-                                self.save(key, record)
-                                announce(f"record {checkpoints[i].label}: stored in {time.time() - started:.0f} s")
-                    except Timeout:
+                    lease = self.lease(key)
+                    if not lease.try_acquire():
                         continue  # another worker computes it; come back later
+                    try:
+                        record = self.load(key)
+                        if record is None:
+                            self._remove_temporaries(key)  # an interrupted write of this record
+                            started = time.time()
+                            announce(f"record {checkpoints[i].label}: computing ({len(data.prompts)} examples)")
+                            record = compute(checkpoints[i], data, options)
+                            self.save(key, record)
+                            announce(f"record {checkpoints[i].label}: stored in {time.time() - started:.0f} s")
+                    finally:
+                        lease.release()
                 found[i] = record if keep else None
                 order.remove(i)
                 progressed = True

@@ -17,7 +17,10 @@ def _temporary_sibling(path: Path) -> Path:
     return path.parent / f"{TMP_PREFIX}{path.name}-{uuid.uuid4().hex[:8]}"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
+def atomic_write_bytes(path: Path, data: bytes, replace: bool = True) -> bool:
+    """Write `data` to a temporary sibling, then commit it under `path`: replacing what is there, or
+    with `replace=False` only if nothing is (a hard link, which fails if the name exists).
+    True if this call committed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary_sibling(path)
@@ -26,14 +29,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+            return True
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        return True
     finally:
         tmp.unlink(missing_ok=True)
-    return path
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, text.encode("utf-8"))
+    return Path(path)
 
 
 def atomic_write_json(path: Path, obj: Any) -> Path:
@@ -47,7 +57,8 @@ def atomic_write_png(figure: Any, path: Path, dpi: int = 110) -> Path:
     import matplotlib.pyplot as plt  # only where a figure exists, so matplotlib is already loaded
 
     plt.close(figure)
-    return atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)
 
 
 @contextmanager

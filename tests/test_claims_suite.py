@@ -196,7 +196,7 @@ def same_claims(report: Path, reference: Path) -> bool:
 
 
 def leftovers(cache: Path) -> list[str]:
-    return sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.name.startswith(TMP_PREFIX) or p.suffix == ".lock")
+    return sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.name.startswith(TMP_PREFIX) or p.suffix in (".lock", ".lease") or ".stale-" in p.name)
 
 
 def cache_with_the_built_run(first_cache: Path, cache: Path) -> Path:
@@ -216,7 +216,7 @@ def test_sigkill_in_the_middle_of_a_record_then_rerun_gives_the_uninterrupted_re
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
     assert run.returncode == -signal.SIGKILL
-    assert len(records_by_checkpoint(cache)) < 8 and any(p.suffix == ".lock" for p in (cache / "records").iterdir())
+    assert len(records_by_checkpoint(cache)) < 8 and any(p.suffix == ".lease" for p in (cache / "records").iterdir())
 
     again = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True)
     assert again.returncode in (0, 1), again.stdout[-3000:]

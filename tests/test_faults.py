@@ -44,7 +44,7 @@ def assert_clean_failure(done: subprocess.CompletedProcess) -> None:
 def assert_nothing_half_written(*directories: Path) -> None:
     for directory in directories:
         if directory.exists():
-            assert not [p for p in directory.rglob("*") if p.name.startswith(TMP_PREFIX) or p.suffix == ".lock"]
+            assert not [p for p in directory.rglob("*") if p.name.startswith(TMP_PREFIX) or p.suffix in (".lock", ".lease")]
 
 
 def test_offline_with_nothing_downloaded_every_claim_is_not_measured_with_the_download_command(tmp_path):
