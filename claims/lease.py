@@ -88,14 +88,6 @@ class Lease:
         if owner is not None and owner.get("token") == self.token:
             self.path.unlink(missing_ok=True)
 
-    def __enter__(self) -> "Lease":
-        if not self.try_acquire():
-            raise TimeoutError(f"lease {self.path} is held by {_read_owner(self.path)}")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
     def held(self) -> bool:
         """The file is still ours (checked on disk)."""
         owner = _read_owner(self.path)
