@@ -8,7 +8,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from lpi_core.atomic import atomic_write_png  # noqa: E402
+from claims.atomic import atomic_write_png  # noqa: E402
 from lpi_core.metrics import random_set_jaccard  # noqa: E402
 
 from .measure import SeriesMeasurements  # noqa: E402

@@ -8,7 +8,7 @@ host, pid no longer alive) or when the file has not changed for `timeout` second
 own clock (no clock comparison across machines). Takeover renames the stale file to a private
 name, so of several takers exactly one succeeds.
 
-A result is committed with `lpi_core.atomic.atomic_write_bytes(..., replace=False)` (a hard link:
+A result is committed with `claims.atomic.atomic_write_bytes(..., replace=False)` (a hard link:
 it fails if the name exists), so a holder that lost its lease while paused can never replace what
 the new holder published.
 """

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fixtures.miniature.build import MiniatureRun
 from fixtures.miniature.figure import training_figure
-from lpi_core.atomic import atomic_write_json, atomic_write_text
+from claims.atomic import atomic_write_json, atomic_write_text
 from lpi_core.reproducible import numeric_environment
 
 from .catalogue import CLAIMS

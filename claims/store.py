@@ -18,20 +18,24 @@ import torch
 
 import lpi_core
 from fixtures.series import Announce, Checkpoint, silent
-from lpi_core.atomic import TMP_PREFIX, atomic_write_bytes
-from lpi_core.locks import exclusive
+from claims.atomic import TMP_PREFIX, atomic_write_bytes
+from claims.locks import exclusive
 
 from . import records
 from .lease import Lease
 from .records import RECORD_FORMAT, Data, RunOptions, compute_record
 
 
+def record_code_files() -> list[Path]:
+    """The sources a record's numbers depend on: lpi_core and claims/records.py (not the storage code)."""
+    return sorted(Path(lpi_core.__file__).parent.rglob("*.py")) + [Path(records.__file__)]
+
+
 @functools.cache
 def code_version() -> str:
-    """lpi_core's version and a digest of the code a record depends on: lpi_core and claims/records.py."""
-    package = Path(lpi_core.__file__).parent
+    """lpi_core's version and a digest of `record_code_files()`."""
     digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")) + [Path(records.__file__)]:
+    for path in record_code_files():
         digest.update(path.name.encode() + path.read_bytes())
     return f"{lpi_core.__version__}+{digest.hexdigest()[:12]}"
 

@@ -9,12 +9,13 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from fixtures.hub import hub_series
-from fixtures.miniature.build import MiniatureRun, build_series, cache_root, prepare_miniature, run_directory
+from fixtures.miniature.build import MiniatureRun, build_series, prepare_miniature, run_directory
 from fixtures.miniature.presets import PRESETS
 from fixtures.series import Announce, CheckpointSeries, silent
 from lpi_core import evaluation_set
 from lpi_core.modes import MODES
 
+from .cache import cache_root
 from .options import OPTIONS
 from .records import Data, RunOptions
 

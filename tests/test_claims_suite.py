@@ -24,7 +24,7 @@ from lpi_core.tokenization import encode_prompts, target_token_ids
 from fixtures.miniature.build import MiniatureRun
 from claims.store import RecordStore
 from claims.verdicts import NOT_MEASURED, VERDICTS, verdict
-from lpi_core.atomic import TMP_PREFIX
+from claims.atomic import TMP_PREFIX
 from lpi_core.reproducible import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -368,7 +368,7 @@ import errno
 import io
 import os
 
-import lpi_core.atomic
+import claims.atomic
 
 ERRNO = errno.{name}
 
@@ -383,10 +383,10 @@ class HalfWritten(io.FileIO):
 
 def pytest_configure(config):
     def fake_open(path, mode="r", *args, **kwargs):
-        temporary_record = os.path.basename(path).startswith(lpi_core.atomic.TMP_PREFIX) and ".pt-" in os.path.basename(path)
+        temporary_record = os.path.basename(path).startswith(claims.atomic.TMP_PREFIX) and ".pt-" in os.path.basename(path)
         return HalfWritten(path, "wb") if temporary_record and mode == "wb" else open(path, mode, *args, **kwargs)
 
-    lpi_core.atomic.open = fake_open  # shadows the builtin inside lpi_core.atomic only
+    claims.atomic.open = fake_open  # shadows the builtin inside claims.atomic only
 '''
 
 

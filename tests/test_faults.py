@@ -14,7 +14,7 @@ import pytest
 from claims.catalogue import claim_sides
 from claims.cli import main as lpi_claims
 from fixtures.hub import RevisionError
-from lpi_core.atomic import TMP_PREFIX
+from claims.atomic import TMP_PREFIX
 from tests.helpers import tiny_lm
 from tests.test_hub import make_hub_cache
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import claims.lease as lease_module
 from claims.lease import Lease
-from lpi_core.atomic import TMP_PREFIX, atomic_write_bytes
+from claims.store import record_code_files
+from claims.atomic import TMP_PREFIX, atomic_write_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,7 +25,7 @@ WORKER = textwrap.dedent(
     import os, sys, time
     from pathlib import Path
     from claims.lease import Lease
-    from lpi_core.atomic import atomic_write_bytes
+    from claims.atomic import atomic_write_bytes
     directory, keys = Path(sys.argv[1]), int(sys.argv[2])
     log = os.open(directory / "log", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     while not all((directory / f"{k}.out").exists() for k in range(keys)):
@@ -153,3 +154,9 @@ def test_a_result_is_published_once(tmp_path):
     assert atomic_write_bytes(tmp_path / "r.pt", b"third")  # the default replaces
     assert (tmp_path / "r.pt").read_bytes() == b"third"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.pt"]
+
+
+def test_the_record_code_version_hashes_the_engine_not_the_storage():
+    names = {(p.parent.name, p.name) for p in record_code_files()}
+    assert {("lpi_core", "lpi.py"), ("lpi_core", "engine.py"), ("claims", "records.py")} <= names
+    assert not names & {("claims", "lease.py"), ("claims", "locks.py"), ("claims", "atomic.py"), ("claims", "cache.py")}

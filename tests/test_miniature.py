@@ -18,12 +18,13 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from fixtures.miniature.build import MiniatureRun, build_miniature, build_series, cache_root, run_directory
+from claims.cache import cache_root
+from fixtures.miniature.build import MiniatureRun, build_miniature, build_series, run_directory
 from fixtures.miniature.corpus import object_counts, relation_facts, render_corpus
 from fixtures.miniature.figure import training_figure
 from fixtures.miniature.presets import PRESETS, width_scaled_init
 from lpi_core import evaluation_set, hits_at_k
-from lpi_core.atomic import TMP_PREFIX
+from claims.atomic import TMP_PREFIX
 from lpi_core.metrics import knowledge_onset
 from lpi_core.tokenization import target_token_ids
 

@@ -17,7 +17,7 @@ from claims.store import RecordStore, record_key
 from lpi_core import attribute
 from lpi_core.metrics import complement_means, split_half_weights
 from fixtures.series import Checkpoint
-from lpi_core.locks import exclusive
+from claims.locks import exclusive
 from tests.helpers import facts, tiny_lm
 
 DATA = Data(["The capital of France is the city of"], ["Paris"])
