@@ -18,13 +18,19 @@ from .verdicts import NOT_MEASURED, REPLICATED
 
 @pytest.fixture(scope="session")
 def measured(pytestconfig) -> Callable[[str], list[SeriesMeasurements]]:
-    """family -> its measurements, one per seed; records are computed where missing (one worker each)."""
+    """family -> its measurements, one per seed; series are built and records computed where missing
+    (one worker each)."""
     suite = pytestconfig.stash[SUITE]
     announce = progress_for(pytestconfig)
     cache: dict[str, list[SeriesMeasurements] | Exception] = {}
 
     def get(family: str) -> list[SeriesMeasurements]:
         if family not in cache:
+            if not cache:  # first use: every series this session reads, built side by side with the other workers
+                try:
+                    suite.build_all(pytestconfig.stash[FAMILIES_IN_RUN], rotate=worker_index(), announce=announce)
+                except SERIES_ERRORS:
+                    pass  # the family that cannot be built raises the same error from load_family below
             try:
                 cache[family] = load_family(suite, family, compute=True, rotate=worker_index(), announce=announce)[0]
             except SERIES_ERRORS as err:

@@ -19,7 +19,8 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from claims.cache import cache_root
-from fixtures.miniature.build import MiniatureRun, build_miniature, build_series, run_directory
+from claims.locks import exclusive
+from fixtures.miniature.build import MiniatureRun, build_miniature, build_series, prepare_miniature, run_directory
 from fixtures.miniature.corpus import object_counts, relation_facts, render_corpus
 from fixtures.miniature.figure import training_figure
 from fixtures.miniature.presets import PRESETS, width_scaled_init
@@ -204,6 +205,27 @@ def test_a_killed_build_resumes_to_the_same_checkpoints(smoke, tmp_path):
     assert weights_digest(resumed) == weights_digest(smoke)
     assert resumed.losses("moe") == smoke.losses("moe")
     assert not list(root.rglob(f"{TMP_PREFIX}*")) and not list(root.rglob("trainer_state.pt"))
+
+
+def test_two_builders_share_the_series_and_build_each_once(smoke, tmp_path):
+    """Two processes starting from different (family, seed) pairs skip what the other is building:
+    each builds some, together every series once, with the weights of a single builder."""
+    run = prepare_miniature("smoke", tmp_path)
+    with exclusive(str(run.root / "moe" / "seed1") + ".lock"):  # another process building it: skipped at once
+        assert build_series(run, "moe", 1, wait=False) is None
+    pairs = [(family, seed) for seed in (0, 1) for family in ("moe", "dense")]
+    code = (
+        "import sys; from fixtures.miniature.build import build_all_series, prepare_miniature\n"
+        f"pairs = {pairs!r}; shift = int(sys.argv[1])\n"
+        f"build_all_series(prepare_miniature('smoke', {str(tmp_path)!r}), pairs[shift:] + pairs[:shift], announce=print)"
+    )
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    builders = [subprocess.Popen([sys.executable, "-c", code, str(i)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True) for i in (0, 1)]
+    outputs = [b.communicate(timeout=600)[0] for b in builders]
+    assert [b.returncode for b in builders] == [0, 0]
+    trained = [[line.split(": training")[0] for line in out.splitlines() if ": training" in line] for out in outputs]
+    assert all(trained) and sorted(trained[0] + trained[1]) == sorted(f"miniature smoke {f} seed {s}" for f, s in pairs)
+    assert weights_digest(MiniatureRun(run.root)) == weights_digest(smoke)
 
 
 def test_hit_at_10_comes_back_in_step_order(tmp_path):
