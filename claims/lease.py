@@ -28,10 +28,6 @@ TIMEOUT_S = 120.0  # longer than NFS's default attribute caching (acregmax 60 s)
 HEARTBEAT_S = 10.0
 
 
-class LeaseLost(RuntimeError):
-    """The lease was taken over while held (its heartbeat stopped for longer than the timeout)."""
-
-
 def _owner_gone(owner: dict) -> bool:
     """The owner ran on this host and its process no longer exists."""
     if owner.get("host") != HOST or not isinstance(owner.get("pid"), int):
