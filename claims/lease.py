@@ -5,8 +5,9 @@ parallel filesystems of clusters, where fcntl/flock locks may give no mutual exc
 its owner's host, pid and a random token; while the lease is held, a thread touches the file every
 `heartbeat` seconds. Another process takes a lease over when its owner is provably gone (same
 host, pid no longer alive) or when the file has not changed for `timeout` seconds of the taker's
-own clock (no clock comparison across machines). Takeover renames the stale file to a private
-name, so of several takers exactly one succeeds.
+own clock (no clock comparison across machines). A takeover is serialised by a second O_EXCL
+file (`<lease>.break`): the one breaker checks that the file it judged stale is still the one in
+place (inode, mtime, size) and replaces it with its own lease by an atomic rename, so the lease name is never absent and of several takers exactly one wins.
 
 A result is committed with `claims.atomic.atomic_write_bytes(..., replace=False)` (a hard link:
 it fails if the name exists), so a holder that lost its lease while paused can never replace what
@@ -21,7 +22,6 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Callable
 
 HOST = socket.gethostname()
 TIMEOUT_S = 120.0  # longer than NFS's default attribute caching (acregmax 60 s)
@@ -41,11 +41,42 @@ def _owner_gone(owner: dict) -> bool:
     return False
 
 
+def _file_state(path: Path) -> tuple[int, int, int] | None:
+    """What identifies one version of a file: inode, mtime (ns), size; None if absent."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
 def _read_owner(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
         return None  # gone, or being written: not yet readable
+
+
+class _Staleness:
+    """Judges one file stale: its owner is gone, or it has not changed for `timeout` of our clock."""
+
+    def __init__(self, path: Path, timeout: float) -> None:
+        self.path, self.timeout = path, timeout
+        self._observed: tuple[tuple[int, int, int], float] | None = None  # (file state, since)
+
+    def stale_state(self) -> tuple[int, int, int] | None:
+        """The state of the file if it is stale now, else None."""
+        state = _file_state(self.path)
+        if state is None:
+            return None
+        owner = _read_owner(self.path)
+        if owner is not None and _owner_gone(owner):
+            return state
+        now = time.monotonic()
+        if self._observed is None or self._observed[0] != state:
+            self._observed = (state, now)
+            return None
+        return state if now - self._observed[1] >= self.timeout else None
 
 
 class Lease:
@@ -56,32 +87,33 @@ class Lease:
         path: Path | str,
         timeout: float = TIMEOUT_S,
         heartbeat: float = HEARTBEAT_S,
-        on_takeover: Callable[[], None] = lambda: None,
     ) -> None:
         self.path = Path(path)
-        self.timeout, self.heartbeat = timeout, heartbeat
-        self.on_takeover = on_takeover  # removes what the previous holder left half-written
+        self.heartbeat = heartbeat
         self.token = uuid.uuid4().hex
-        self._observed: tuple[tuple[int, int, int], float] | None = None  # (file state, since), our clock
+        self._breaker = self.path.with_name(self.path.name + ".break")
+        self._lease_staleness = _Staleness(self.path, timeout)
+        self._breaker_staleness = _Staleness(self._breaker, timeout)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.lost = False
 
     def try_acquire(self) -> bool:
         """Take the lease if it is free or stale; False if another live holder has it."""
-        if self._create():
+        if _create_exclusive(self.path, self._owner_text()):
+            self._start_heartbeat()
             return True
-        if self._stale() and self._take_over():
-            self.on_takeover()
-            return self._create()
-        return False
+        stale = self._lease_staleness.stale_state()
+        if stale is None or not self._take_over(stale):
+            return False
+        self._start_heartbeat()
+        return True
 
     def release(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        owner = _read_owner(self.path)
-        if owner is not None and owner.get("token") == self.token:
+        if self.held():
             self.path.unlink(missing_ok=True)
 
     def held(self) -> bool:
@@ -89,17 +121,29 @@ class Lease:
         owner = _read_owner(self.path)
         return owner is not None and owner.get("token") == self.token
 
-    def _create(self) -> bool:
-        try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
+    def _owner_text(self) -> str:
+        return json.dumps({"host": HOST, "pid": os.getpid(), "token": self.token, "created": time.time()})
+
+    def _take_over(self, stale: tuple[int, int, int]) -> bool:
+        """Replace the stale file by our lease, as the only breaker; False if anything moved."""
+        if not _create_exclusive(self._breaker, self._owner_text()):
+            if self._breaker_staleness.stale_state() is not None:
+                self._breaker.unlink(missing_ok=True)  # a breaker died mid-takeover
             return False
-        with os.fdopen(fd, "w") as f:
-            json.dump({"host": HOST, "pid": os.getpid(), "token": self.token, "created": time.time()}, f)
+        try:
+            if _file_state(self.path) != stale:
+                return False  # released, renewed or already replaced since we judged it
+            mine = self.path.with_name(f"{self.path.name}.new-{self.token}")
+            mine.write_text(self._owner_text())
+            os.replace(mine, self.path)
+            return True
+        finally:
+            self._breaker.unlink(missing_ok=True)
+
+    def _start_heartbeat(self) -> None:
         self._stop.clear()
         self._thread = threading.Thread(target=self._beat, name=f"lease-{self.path.name}", daemon=True)
         self._thread.start()
-        return True
 
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat):
@@ -112,38 +156,13 @@ class Lease:
                 self.lost = True
                 return
 
-    def _stale(self) -> bool:
-        owner = _read_owner(self.path)
-        if owner is not None and _owner_gone(owner):
-            return True
-        try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            return False  # released meanwhile: the next try creates it
-        state = (st.st_ino, st.st_mtime_ns, st.st_size)
-        now = time.monotonic()
-        if self._observed is None or self._observed[0] != state:
-            self._observed = (state, now)
-            return False
-        return now - self._observed[1] >= self.timeout
 
-    def _take_over(self) -> bool:
-        """Move the stale file out of the way; of several takers only one succeeds."""
-        stale = _read_owner(self.path)
-        private = self.path.with_name(f"{self.path.name}.stale-{self.token}")
-        try:
-            os.rename(self.path, private)
-        except FileNotFoundError:
-            return False
-        taken = _read_owner(private)
-        if stale is not None and taken is not None and taken.get("token") != stale.get("token"):
-            try:  # a fresh lease was created between our check and the rename: give it back
-                os.link(private, self.path)
-            except FileExistsError:
-                pass
-            private.unlink(missing_ok=True)
-            return False
-        private.unlink(missing_ok=True)
-        self._observed = None
-        return True
-
+def _create_exclusive(path: Path, text: str) -> bool:
+    """Create `path` holding `text` if no file has that name (O_CREAT | O_EXCL)."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return True

@@ -98,8 +98,8 @@ class RecordStore:
         return record
 
     def lease(self, key: str) -> Lease:
-        """The claim on computing `key`; taking over a dead holder's removes its half-written files."""
-        return Lease(self.directory / f"{key}.lease", on_takeover=lambda: self._remove_temporaries(key))
+        """The claim on computing `key` (its holder removes what an earlier holder left half-written)."""
+        return Lease(self.directory / f"{key}.lease")
 
     def _remove_temporaries(self, key: str) -> None:
         for leftover in self.directory.glob(f"{TMP_PREFIX}{key}.pt-*"):

@@ -196,7 +196,7 @@ def same_claims(report: Path, reference: Path) -> bool:
 
 
 def leftovers(cache: Path) -> list[str]:
-    return sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.name.startswith(TMP_PREFIX) or p.suffix in (".lock", ".lease") or ".stale-" in p.name)
+    return sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.name.startswith(TMP_PREFIX) or p.suffix in (".lock", ".lease", ".break") or ".lease.new-" in p.name)
 
 
 def cache_with_the_built_run(first_cache: Path, cache: Path) -> Path:
