@@ -116,9 +116,9 @@ def test_of_several_takers_of_a_stale_lease_exactly_one_wins(tmp_path):
         winners, start = [], threading.Barrier(8)
 
         def take() -> None:
-            lease = Lease(path, timeout=0.3, heartbeat=0.02)
+            lease = Lease(path, timeout=0.5, heartbeat=0.02)
             start.wait()
-            deadline = time.monotonic() + 1.5
+            deadline = time.monotonic() + 3.0
             while time.monotonic() < deadline:
                 if lease.try_acquire():
                     winners.append(lease)
