@@ -1,4 +1,4 @@
-"""The miniature trainer's parts on hand-made inputs: router z-loss, grouped experts, prior-only baseline."""
+"""The miniature trainer's parts on hand-made inputs: router z-loss, grouped-matmul experts, prior-only baseline."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,6 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from fixtures.miniature.experts import grouped_experts
 from fixtures.miniature.presets import DenseShape, MoeShape
 from fixtures.miniature.prior import prior_hits, prior_top_k
 from fixtures.miniature.train import TrainConfig, router_z_loss, train
@@ -22,22 +21,21 @@ def test_router_z_loss_is_the_per_layer_mean_of_squared_logsumexp_summed_over_la
     assert router_z_loss([first, second]).item() == pytest.approx(by_hand, rel=1e-6)
 
 
-def test_grouped_experts_compute_transformers_olmoe_forward_and_gradients():
+def test_the_trainers_grouped_matmul_experts_compute_the_per_expert_loops_forward_and_gradients():
     torch.manual_seed(0)
     shape = MoeShape(layers=2, hidden=32, heads=8, experts=8, top_k=2, expert_dim=16)
     model = AutoModelForCausalLM.from_config(shape.config(64, 16, SPECIAL))
     ids = torch.randint(64, (3, 16))
-    reference = model(input_ids=ids, labels=ids).loss
-    reference.backward()
-    expected = {n: p.grad.clone() for n, p in model.named_parameters()}
-    model.zero_grad()
-    with grouped_experts(model):
-        grouped = model(input_ids=ids, labels=ids).loss
-        grouped.backward()
-    assert grouped.item() == pytest.approx(reference.item(), abs=1e-6)
-    for name, parameter in model.named_parameters():
-        torch.testing.assert_close(parameter.grad, expected[name], atol=1e-6, rtol=1e-4, msg=name)
-    assert "forward" not in vars(model.model.layers[0].mlp.experts)  # restored on exit
+    results = {}
+    for implementation in ("eager", "grouped_mm"):  # eager: transformers' loop over the experts
+        model.set_experts_implementation(implementation)
+        model.zero_grad()
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        results[implementation] = loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()}
+    assert results["grouped_mm"][0] == pytest.approx(results["eager"][0], abs=1e-6)
+    for name, grad in results["eager"][1].items():
+        torch.testing.assert_close(results["grouped_mm"][1][name], grad, atol=1e-6, rtol=1e-4, msg=name)
 
 
 def test_moe_configs_keep_top_k_weights_unnormalised_and_eager_attention():
