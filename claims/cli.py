@@ -1,44 +1,102 @@
-"""`lpi-claims report`: the report rebuilt from the cache alone (after runs on one or several machines)."""
+"""`lpi-claims`: `records` computes a suite's records through an executor (this machine, Slurm, in
+process), `merge` brings other caches' records into one, `report` rebuilds the report from the
+cache alone. They take the claims' options (options.py), so they find the records `pytest claims` would."""
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Sequence
 
+from .executors import EXECUTORS, SlurmOptions, make_executor, parse_shard, record_tasks, shard, submit, wait
 from .loading import SERIES_ERRORS, load_family
+from .merge import RecordConflictError, merge_caches
 from .options import OPTIONS
 from .report import build_report
 from .suite import FAMILIES, SuiteConfig
 from .table import table
 
 
-def parser() -> argparse.ArgumentParser:
-    main = argparse.ArgumentParser(prog="lpi-claims", description="Build the claims report from the cache alone.")
-    sub = main.add_subparsers(dest="command", required=True)
-    report = sub.add_parser("report", help="evaluate every claim from cached records and write the report")
+def _add_claims_options(command: argparse.ArgumentParser, meaning: str) -> None:
     for option in OPTIONS:
         if option.kind is bool:
-            report.add_argument(f"--{option.name}", action="store_true", help=f"the records were computed with this: {option.help}")
+            command.add_argument(f"--{option.name}", action="store_true", help=f"{meaning}{option.help}")
         else:
-            report.add_argument(f"--{option.name}", default=None, help=option.help)
-    report.add_argument("--family", choices=FAMILIES, action="append", help="only this family (repeatable)")
-    report.add_argument("--debug", action="store_true", help="show the traceback of an expected failure too")
+            command.add_argument(f"--{option.name}", default=None, help=option.help)
+    command.add_argument("--family", choices=FAMILIES, action="append", help="only this family (repeatable)")
+    command.add_argument("--debug", action="store_true", help="show the traceback of an expected failure too")
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog="lpi-claims", description="Compute, merge and report the claims' records.")
+    sub = main.add_subparsers(dest="command", required=True)
+    report = sub.add_parser("report", help="evaluate every claim from cached records and write the report")
+    _add_claims_options(report, "the records were computed with this: ")
+    records = sub.add_parser("records", help="compute the records of every checkpoint through an executor")
+    _add_claims_options(records, "")
+    records.add_argument("--executor", choices=EXECUTORS, default="local", help="local (this machine), slurm (submitit) or debug (in process)")
+    records.add_argument("--workers", type=int, default=2, help="--executor local: worker processes")
+    records.add_argument("--shard", default=None, help="i/N: only the i-th of N deterministic slices of the checkpoints")
+    records.add_argument("--log-dir", default="lpi-claims-jobs", help="submitit's job scripts, pickles and logs")
+    records.add_argument("--slurm-partition", default=None)
+    records.add_argument("--gpus-per-task", type=int, default=0)
+    records.add_argument("--array-parallelism", type=int, default=64, help="Slurm array tasks running at once")
+    records.add_argument("--time-limit", type=int, default=240, help="Slurm time limit per task, minutes (a task that reaches it is requeued)")
+    records.add_argument("--slurm-extra", action="append", default=[], metavar="KEY=VALUE", help="another #SBATCH line, e.g. account=abc (repeatable)")
+    merge = sub.add_parser("merge", help="copy the records of other caches into --cache-dir (conflicting records are an error)")
+    merge.add_argument("sources", nargs="+", help="cache directories to merge from")
+    merge.add_argument("--cache-dir", required=True, help="the cache to merge into")
     return main
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        if args.command == "merge":
+            return _merge(args)
         config = SuiteConfig.from_options(vars(args))
-        measured, info = {}, {}
-        for family in args.family or FAMILIES:
-            measured[family], info[family] = load_family(config, family, compute=False)
+        return _records(config, args) if args.command == "records" else _report(config, args)
     except (ValueError, *SERIES_ERRORS) as err:
-        if args.debug:
+        if getattr(args, "debug", False):
             raise
-        print(f"lpi-claims report: {err}", file=sys.stderr)
+        print(f"lpi-claims {args.command}: {err}", file=sys.stderr)
         return 2
+
+
+def _report(config: SuiteConfig, args: argparse.Namespace) -> int:
+    measured, info = {}, {}
+    for family in args.family or FAMILIES:
+        measured[family], info[family] = load_family(config, family, compute=False)
     results, out = build_report(config, measured, info)
     print(table(results, config.lpi_mode))
     print(f"\nreport written to {out}/ (claims.md, claims.json, figures)")
+    return 0
+
+
+def _records(config: SuiteConfig, args: argparse.Namespace) -> int:
+    extra = {}
+    for item in args.slurm_extra:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--slurm-extra takes KEY=VALUE (an #SBATCH option without its dashes), not {item!r}")
+        extra[key] = value
+    tasks = record_tasks(config, args.family or FAMILIES, announce=lambda line: print(line, file=sys.stderr, flush=True))
+    if args.shard:
+        tasks = shard(tasks, *parse_shard(args.shard))
+    slurm = SlurmOptions(args.slurm_partition, args.gpus_per_task, args.array_parallelism, args.time_limit, extra)
+    executor = make_executor(args.executor, Path(args.log_dir), slurm)
+    print(f"lpi-claims records: {len(tasks)} checkpoints through the {args.executor} executor; cache {config.cache}", file=sys.stderr)
+    failed = wait(submit(executor, args.executor, config, tasks, args.workers))
+    for name, error in failed.items():
+        print(f"FAILED {name}: {error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    try:
+        result = merge_caches([Path(s) for s in args.sources], Path(args.cache_dir))
+    except RecordConflictError as err:
+        print(f"lpi-claims merge: {err}", file=sys.stderr)
+        return 2
+    print(f"lpi-claims merge: {result.copied} records copied, {result.identical} already there")
     return 0

@@ -40,10 +40,16 @@ def code_version() -> str:
     return f"{lpi_core.__version__}+{digest.hexdigest()[:12]}"
 
 
-def record_key(checkpoint: Checkpoint, data: Data, options: RunOptions) -> str:
+def record_key(checkpoint: Checkpoint, data: Data, options: RunOptions, cache: Path | None = None) -> str:
+    """The record's name in the store: a digest of everything its numbers depend on. A checkpoint
+    inside `cache` (a miniature build) is named by its path relative to it, so that a cache can be
+    moved or merged into another and keep its records."""
+    source = Path(checkpoint.source)
+    if cache is not None and source.is_absolute() and source.is_relative_to(cache):
+        source = source.relative_to(cache)
     identity = {
         "step": checkpoint.step,
-        "source": checkpoint.source,
+        "source": source.as_posix() if cache is not None else checkpoint.source,
         "revision": checkpoint.revision,
         "data": data.digest,
         "options": asdict(options),
@@ -155,7 +161,7 @@ class RecordStore:
         while order:
             progressed = False
             for i in list(order):
-                key = record_key(checkpoints[i], data, options)
+                key = record_key(checkpoints[i], data, options, self.directory.parent)
                 record = self.load(key)
                 if record is None:
                     lease = self.lease(key)
@@ -185,7 +191,7 @@ class RecordStore:
 
     def load_all(self, checkpoints: Sequence[Checkpoint], data: Data, options: RunOptions) -> tuple[list[dict | None], list[Checkpoint]]:
         """The cached records (None where missing) and the checkpoints that have none."""
-        found = [self.load(record_key(c, data, options)) for c in checkpoints]
+        found = [self.load(record_key(c, data, options, self.directory.parent)) for c in checkpoints]
         return found, [c for c, r in zip(checkpoints, found) if r is None]
 
 

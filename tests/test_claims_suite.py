@@ -425,3 +425,99 @@ def test_sigint_during_a_record_then_rerun_gives_the_uninterrupted_results(first
     assert again.returncode in (0, 1), again.stdout[-3000:]
     assert_same_records(cache, first_cache)
     assert same_claims(report, first_report)
+
+
+SMOKE_OPTIONS = ["--preset", "smoke", "--examples", "120", "--bootstrap", "20"]
+
+
+def records_command(cache: Path, jobs: Path, *args: str) -> int:
+    from claims.cli import main
+
+    return main(["records", *SMOKE_OPTIONS, "--cache-dir", str(cache), "--log-dir", str(jobs), *args])
+
+
+@pytest.mark.parametrize("executor", ["debug", "local"])
+def test_records_command_computes_each_record_once_and_pytest_claims_then_computes_none(first_run, tmp_path, executor):
+    _, first_cache, first_report = first_run
+    cache = cache_with_the_built_run(first_cache, tmp_path / "cache")
+    assert records_command(cache, tmp_path / "jobs", "--executor", executor, "--workers", "2") == 0
+    log = RecordStore(cache).computed_log()
+    assert len(log) == len({key for key, _, _ in log}) == 8
+    assert_same_records(cache, first_cache)
+    done = subprocess.run(claims_command(cache, tmp_path / "report"), cwd=tmp_path, env=ENV, capture_output=True, text=True)
+    assert done.returncode in (0, 1), done.stdout[-3000:]
+    assert RecordStore(cache).computed_log() == log  # the claims run computed nothing
+    assert same_claims(tmp_path / "report", first_report)
+    assert leftovers(cache) == []
+
+
+def test_shards_split_the_checkpoints_and_merge_into_the_one_run_cache(first_run, tmp_path, capsys):
+    from claims.cli import main
+
+    _, first_cache, _ = first_run
+    shards = [cache_with_the_built_run(first_cache, tmp_path / f"shard{i}") for i in (1, 2)]
+    for i, cache in enumerate(shards, 1):
+        assert records_command(cache, tmp_path / "jobs", "--executor", "debug", "--shard", f"{i}/2") == 0
+    keys = [{p.stem for p in (cache / "records").glob("*.pt")} for cache in shards]
+    assert len(keys[0]) == len(keys[1]) == 4 and not keys[0] & keys[1]
+    merged = tmp_path / "merged"
+    assert main(["merge", str(shards[0]), str(shards[1]), "--cache-dir", str(merged)]) == 0
+    assert "8 records copied, 0 already there" in capsys.readouterr().out
+    assert_same_records(merged, first_cache)
+    assert main(["report", *SMOKE_OPTIONS, "--cache-dir", str(merged), "--report-dir", str(tmp_path / "report")]) == 0
+    assert main(["merge", str(shards[1]), "--cache-dir", str(merged)]) == 0
+    assert "0 records copied, 4 already there" in capsys.readouterr().out
+
+    changed = sorted((shards[1] / "records").glob("*.pt"))[0]
+    before = (merged / "records" / changed.name).read_bytes()
+    record = torch.load(changed, weights_only=True)
+    record["ffn"] = record["ffn"] + 1.0
+    torch.save(record, changed)
+    assert main(["merge", str(shards[1]), "--cache-dir", str(merged)]) == 2
+    err = capsys.readouterr().err
+    assert changed.stem in err and "Nothing was copied" in err
+    assert (merged / "records" / changed.name).read_bytes() == before  # never overwritten
+
+
+def test_shard_slices_are_disjoint_deterministic_and_cover_every_task():
+    from claims.executors import parse_shard, shard
+
+    tasks = list(range(13))
+    slices = [shard(tasks, i, 4) for i in range(1, 5)]
+    assert sorted(sum(slices, [])) == tasks and slices[0] == [0, 4, 8, 12] and shard(tasks, 1, 4) == slices[0]
+    assert parse_shard("3/4") == (3, 4)
+    for bad in ("0/4", "5/4", "a/b", "3"):
+        with pytest.raises(ValueError, match="--shard"):
+            parse_shard(bad)
+
+
+def test_slurm_submission_is_one_array_with_the_partition_gpus_time_and_parallelism_asked_for(tmp_path):
+    from submitit.slurm.test_slurm import mocked_slurm
+
+    from claims.executors import RecordTask, SlurmOptions, make_executor, submit
+    from fixtures.series import Checkpoint
+
+    config = SuiteConfig(preset="smoke", cache_dir=str(tmp_path / "cache"))
+    tasks = [RecordTask("moe", 0, Checkpoint(step, "unused")) for step in range(1, 9)]
+    options = SlurmOptions(partition="gpu", gpus_per_task=1, array_parallelism=3, timeout_min=90, extra={"account": "lab"})
+    with mocked_slurm():
+        jobs = submit(make_executor("slurm", tmp_path / "jobs", options), "slurm", config, tasks, workers=2)
+    assert list(jobs) == [t.label for t in tasks] and len({job.job_id.split("_")[0] for job in jobs.values()}) == 1
+    (script,) = (tmp_path / "jobs").glob("*submission.sh")
+    lines = set(script.read_text().splitlines())
+    for expected in ("--partition=gpu", "--gpus-per-task=1", "--array=0-7%3", "--time=90", "--account=lab", "--signal=USR2@90"):
+        assert f"#SBATCH {expected}" in lines, expected
+
+
+def test_a_failed_record_job_is_reported_with_its_log_and_error(tmp_path):
+    from claims.executors import RecordTask, make_executor, submit, wait
+    from fixtures.series import Checkpoint
+    import io
+
+    config = SuiteConfig(preset="smoke", cache_dir=str(tmp_path / "cache"), examples=10, bootstrap=10)
+    tasks = [RecordTask("moe", 0, Checkpoint(5, str(tmp_path / "no-such-checkpoint")))]
+    out = io.StringIO()
+    failed = wait(submit(make_executor("debug", tmp_path / "jobs"), "debug", config, tasks, workers=1), out=out, poll_s=0)
+    assert list(failed) == ["moe/seed0/step5"]
+    assert "no-such-checkpoint" in failed["moe/seed0/step5"] and ".err" in failed["moe/seed0/step5"]
+    assert "0 done, 0 running, 1 failed, 0 waiting" in out.getvalue()

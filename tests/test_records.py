@@ -48,6 +48,14 @@ def test_key_changes_with_data_options_revision_and_code(monkeypatch):
     assert len(others) == 9 and key not in others
 
 
+def test_a_checkpoint_inside_the_cache_is_keyed_by_its_path_relative_to_it(tmp_path):
+    inside = [Checkpoint(10, str(tmp_path / cache / "miniature" / "run" / "moe" / "seed0" / "step10")) for cache in ("a", "b")]
+    assert record_key(inside[0], DATA, OPTIONS, tmp_path / "a") == record_key(inside[1], DATA, OPTIONS, tmp_path / "b")
+    assert record_key(inside[0], DATA, OPTIONS) != record_key(inside[1], DATA, OPTIONS)  # without the cache: the full path
+    elsewhere = Checkpoint(10, "/models/x")
+    assert record_key(elsewhere, DATA, OPTIONS, tmp_path / "a") == record_key(elsewhere, DATA, OPTIONS)
+
+
 def test_incompatible_or_damaged_entries_are_recomputed(tmp_path):
     store = RecordStore(tmp_path)
     key = record_key(CHECKPOINTS[0], DATA, OPTIONS)

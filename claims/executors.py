@@ -1,0 +1,147 @@
+"""`lpi-claims records`: the records of a suite's checkpoints computed through a submitit executor,
+into the cache that `pytest claims` and `lpi-claims report` read.
+
+- `local`: `workers` processes on this machine (submitit's LocalExecutor), each going through every
+  checkpoint from its own starting point as xdist workers do; leases keep each record computed once.
+- `slurm`: one Slurm array task per checkpoint (submitit's SlurmExecutor), requeued on preemption
+  or timeout; a requeued task resumes from the cache.
+- `debug`: submitit's in-process executor, one job per checkpoint (for tests and debugging).
+
+Every job computes through `RecordStore.ensure_all`, so jobs on several machines sharing the cache
+directory never compute a record twice, and a record already stored is not recomputed.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence, TextIO
+
+import submitit
+from submitit.helpers import Checkpointable
+
+from fixtures.series import Announce, Checkpoint, silent
+
+from .store import RecordStore
+from .suite import SuiteConfig
+
+EXECUTORS = ("local", "slurm", "debug")
+
+
+@dataclass(frozen=True)
+class RecordTask:
+    """One checkpoint of one series: what a job computes the record of."""
+
+    family: str
+    seed: int
+    checkpoint: Checkpoint
+
+    @property
+    def label(self) -> str:
+        return f"{self.family}/seed{self.seed}/step{self.checkpoint.step}"
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    partition: str | None = None
+    gpus_per_task: int = 0
+    array_parallelism: int = 64
+    timeout_min: int = 240
+    extra: dict[str, str] = field(default_factory=dict)  # more #SBATCH lines: {"account": "abc"} -> --account=abc
+
+
+def record_tasks(config: SuiteConfig, families: Sequence[str], announce: Announce = silent) -> list[RecordTask]:
+    """Every checkpoint of the families' series, in (family, seed, step) order (miniature series built
+    here if missing, `announce` getting their progress lines)."""
+    config.build_all(families, announce=announce)
+    return [
+        RecordTask(family, series.seed, checkpoint)
+        for family in families
+        for series in config.series(family, build=False)
+        for checkpoint in series.checkpoints
+    ]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'i/N' (1 <= i <= N) -> (i, N)."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must be i/N with whole numbers, e.g. 1/4, not {text!r}") from None
+    if not 1 <= index <= count:
+        raise ValueError(f"--shard {text}: i must be between 1 and N")
+    return index, count
+
+
+def shard(tasks: Sequence[RecordTask], index: int, count: int) -> list[RecordTask]:
+    """The i-th of N deterministic slices (every N-th task from the i-th), so that shards mix families and steps."""
+    return list(tasks[index - 1 :: count])
+
+
+class ComputeRecords(Checkpointable):
+    """A job: the records of `tasks` into `config`'s cache, starting `rotate` places in. On preemption
+    or timeout submitit requeues the same call, which finds the stored records and computes the rest."""
+
+    def __call__(self, config: SuiteConfig, tasks: Sequence[RecordTask], rotate: int = 0) -> list[str]:
+        RecordStore(config.cache).ensure_all(
+            [t.checkpoint for t in tasks], config.data(), config.run_options(), rotate=rotate, keep=False
+        )
+        return [t.label for t in tasks]
+
+
+def make_executor(kind: str, folder: Path, slurm: SlurmOptions = SlurmOptions()) -> submitit.Executor:
+    """The submitit executor of `kind`, its logs and pickles under `folder`."""
+    if kind == "debug":
+        return submitit.DebugExecutor(folder=folder)
+    if kind == "local":
+        executor = submitit.LocalExecutor(folder=folder)
+        executor.update_parameters(timeout_min=7 * 24 * 60)
+        return executor
+    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=3)
+    parameters = dict(
+        time=slurm.timeout_min, ntasks_per_node=1, array_parallelism=slurm.array_parallelism, additional_parameters=dict(slurm.extra),
+    )
+    if slurm.partition:
+        parameters["partition"] = slurm.partition
+    if slurm.gpus_per_task:
+        parameters["gpus_per_task"] = slurm.gpus_per_task
+    executor.update_parameters(**parameters)
+    return executor
+
+
+def submit(executor: submitit.Executor, kind: str, config: SuiteConfig, tasks: Sequence[RecordTask], workers: int) -> dict[str, submitit.Job]:
+    """Submit the jobs; a name (a checkpoint's label, or `worker i`) -> its job."""
+    compute = ComputeRecords()
+    if kind == "local":
+        names = [f"worker {i + 1}" for i in range(min(workers, len(tasks)))]
+        jobs = [executor.submit(compute, config, list(tasks), i) for i in range(len(names))]
+        return dict(zip(names, jobs))
+    with executor.batch():  # one array job on Slurm
+        jobs = [executor.submit(compute, config, [task]) for task in tasks]
+    return {task.label: job for task, job in zip(tasks, jobs)}
+
+
+def wait(jobs: dict[str, submitit.Job], out: TextIO = sys.stderr, poll_s: float = 5.0) -> dict[str, str]:
+    """Wait for every job, printing done / running / failed counts as they change; the failed jobs'
+    names -> their log path and error."""
+    pending, failed, done, shown = dict(jobs), {}, 0, None
+    while pending:
+        for name, job in list(pending.items()):
+            if not isinstance(job, submitit.DebugJob) and not job.done():
+                continue  # a debug job runs in this process when its outcome is asked for
+            error = job.exception()
+            del pending[name]
+            if error is None:
+                done += 1
+            else:
+                lines = str(error).strip().splitlines() or [type(error).__name__]
+                failed[name] = f"{job.paths.stderr}: {lines[-1]}"
+        running = sum(1 for job in pending.values() if job.state == "RUNNING")
+        status = f"records: {done} done, {running} running, {len(failed)} failed, {len(pending) - running} waiting"
+        if status != shown:
+            print(status, file=out, flush=True)
+            shown = status
+        if pending:
+            time.sleep(poll_s)
+    return failed
