@@ -7,8 +7,9 @@ into the cache that `pytest claims` and `lpi-claims report` read.
   or timeout; a requeued task resumes from the cache.
 - `debug`: submitit's in-process executor, one job per checkpoint (for tests and debugging).
 
-Every job computes through `RecordStore.ensure_all`, so jobs on several machines sharing the cache
-directory never compute a record twice, and a record already stored is not recomputed.
+Every job computes through `loading.ensure_records` (leases, and --disk-budget streaming), so jobs on
+several machines sharing the cache directory never compute a record twice, and a record already
+stored is not recomputed.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from submitit.helpers import Checkpointable
 
 from fixtures.series import Announce, Checkpoint, silent
 
-from .store import RecordStore
+from .loading import ensure_records
 from .suite import SuiteConfig
 
 EXECUTORS = ("local", "slurm", "debug")
@@ -83,10 +84,8 @@ class ComputeRecords(Checkpointable):
     """A job: the records of `tasks` into `config`'s cache, starting `rotate` places in. On preemption
     or timeout submitit requeues the same call, which finds the stored records and computes the rest."""
 
-    def __call__(self, config: SuiteConfig, tasks: Sequence[RecordTask], rotate: int = 0) -> list[str]:
-        RecordStore(config.cache).ensure_all(
-            [t.checkpoint for t in tasks], config.data(), config.run_options(), rotate=rotate, keep=False
-        )
+    def __call__(self, config: SuiteConfig, tasks: Sequence[RecordTask], rotate: int = 0, share: int = 1) -> list[str]:
+        ensure_records(config, [t.checkpoint for t in tasks], rotate=rotate, share=share)
         return [t.label for t in tasks]
 
 
@@ -115,7 +114,7 @@ def submit(executor: submitit.Executor, kind: str, config: SuiteConfig, tasks: S
     compute = ComputeRecords()
     if kind == "local":
         names = [f"worker {i + 1}" for i in range(min(workers, len(tasks)))]
-        jobs = [executor.submit(compute, config, list(tasks), i) for i in range(len(names))]
+        jobs = [executor.submit(compute, config, list(tasks), i, len(names)) for i in range(len(names))]
         return dict(zip(names, jobs))
     with executor.batch():  # one array job on Slurm
         jobs = [executor.submit(compute, config, [task]) for task in tasks]

@@ -1,8 +1,11 @@
 """Measurements of the families' series from the record store (computing missing records, or from the cache alone)."""
 from __future__ import annotations
 
+import os
+from typing import Sequence
+
 from fixtures.hub import RevisionError
-from fixtures.series import Announce, silent
+from fixtures.series import Announce, Checkpoint, silent
 from lpi_core.adapters import UnsupportedArchitectureError
 from lpi_core.data import RelationFileError
 from lpi_core.loading import CheckpointError
@@ -10,6 +13,7 @@ from lpi_core.loading import CheckpointError
 from .measure import SeriesMeasurements, measure_series
 from .records import NonFiniteScoresError
 from .store import CacheWriteError, RecordStore
+from .streaming import DiskBudgetError, HubStream, parse_size, stream_records
 from .suite import SuiteConfig
 from .windows import PaperScale, paper_scale, shared_scales
 
@@ -18,7 +22,27 @@ from .windows import PaperScale, paper_scale, shared_scales
 # the claims that read it are "not measured" with that message, the other family's claims still run
 SERIES_ERRORS = (
     RevisionError, CheckpointError, UnsupportedArchitectureError, RelationFileError, NonFiniteScoresError, CacheWriteError, FileNotFoundError,
+    DiskBudgetError,
 )
+
+
+def ensure_records(
+    config: SuiteConfig, checkpoints: Sequence[Checkpoint], rotate: int = 0, announce: Announce = silent, share: int = 1
+) -> None:
+    """Compute the checkpoints' missing records into the cache, from the `rotate`-th on; with
+    --disk-budget, streaming the hub revisions within 1/`share` of the budget (one of `share` workers)."""
+    store, data, options = RecordStore(config.cache), config.data(), config.run_options()
+    if config.disk_budget is None:
+        store.ensure_all(checkpoints, data, options, rotate=rotate, keep=False, announce=announce)
+        return
+    shift = rotate % len(checkpoints) if checkpoints else 0
+    stream = HubStream(parse_size(config.disk_budget) // share, hub_cache=checkpoints[0].hub_cache if checkpoints else None)
+    stream_records(
+        [*checkpoints[shift:], *checkpoints[:shift]], stream,
+        has_record=lambda c: store.has(c, data, options),
+        compute=lambda c: store.ensure_all([c], data, options, keep=False, announce=announce),
+        announce=announce,
+    )
 
 
 def load_family(
@@ -32,7 +56,8 @@ def load_family(
     data, options = config.data(), config.run_options()
     store = RecordStore(config.cache)
     if compute:
-        store.ensure_all([c for s in series_list for c in s.checkpoints], data, options, rotate=rotate, keep=False, announce=announce)
+        workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+        ensure_records(config, [c for s in series_list for c in s.checkpoints], rotate=rotate, announce=announce, share=workers)
     measured, described = [], []
     for series in series_list:  # one series' records in memory at a time
         found, missing = store.load_all(series.checkpoints, data, options)

@@ -33,6 +33,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("attn-positions", "attention neurons: sum (sum the source positions' vectors, then one LPI) or each (sum of per-position LPIs)", "sum", choices=("sum", "each")),
     Option("rho-pairs", "ρ_avg over consecutive checkpoint pairs or all pairs", "consecutive", choices=("consecutive", "all")),
     Option("lpi-mode", "exact Gated-LPI (the paper's score) or first-order (a faster approximation)", "exact"),
+    Option("disk-budget", "--suite paper: stream the revisions within this much disk (e.g. 60GB), removing each once its record is stored"),
     Option("cache-dir", "cache for checkpoints and records (default $LPI_CLAIMS_CACHE or ~/.cache/lpi-claims)"),
     Option("report-dir", "where claims.md, claims.json and the figures go", "reports"),
 )

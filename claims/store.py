@@ -91,6 +91,10 @@ class RecordStore:
     def path(self, key: str) -> Path:
         return self.directory / f"{key}.pt"
 
+    def has(self, checkpoint: Checkpoint, data: Data, options: RunOptions) -> bool:
+        """A record of the checkpoint is stored (committed)."""
+        return self.path(record_key(checkpoint, data, options, self.directory.parent)).exists()
+
     def load(self, key: str) -> dict | None:
         path = self.path(key)
         if not path.exists():

@@ -19,6 +19,7 @@ from lpi_core.modes import MODES
 from .cache import cache_root
 from .options import OPTIONS
 from .records import Data, RunOptions
+from .streaming import parse_size
 
 FAMILIES = ("moe", "dense")
 
@@ -44,6 +45,7 @@ class SuiteConfig:
     attn_positions: str = "sum"
     rho_pairs: str = "consecutive"
     lpi_mode: str = "exact"
+    disk_budget: str | None = None
     cache_dir: str | None = None
     report_dir: str = "reports"
 
@@ -93,6 +95,10 @@ class SuiteConfig:
                 raise SuiteOptionError(
                     f"--checkpoints {unknown} are not in the {self.preset} preset; it has {list(PRESETS[self.preset].checkpoints)}"
                 )
+        if self.disk_budget is not None:
+            if self.suite != "paper":
+                raise SuiteOptionError("--disk-budget streams hub revisions: use it with --suite paper")
+            parse_size(self.disk_budget)
         if self.checkpoints and len(self.checkpoints) < 2:
             raise SuiteOptionError("--checkpoints needs at least two steps: the claims compare checkpoints")
 
