@@ -1,6 +1,6 @@
 """`lpi-claims`: `records` computes a suite's records through an executor (this machine, Slurm, in
 process), `merge` brings other caches' records into one, `report` rebuilds the report from the
-cache alone. They take the claims' options (options.py), so they find the records `pytest claims` would."""
+cache alone, `export` writes the cached series as netCDF or Parquet. They take the claims' options (options.py), so they find the records `pytest claims` would."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +10,7 @@ from typing import Sequence
 
 from .executors import EXECUTORS, SlurmOptions, make_executor, parse_shard, record_tasks, shard, submit, wait
 from .loading import SERIES_ERRORS, load_family
+from .export import FORMATS, export
 from .merge import RecordConflictError, merge_caches
 from .options import OPTIONS
 from .report import build_report
@@ -43,6 +44,10 @@ def parser() -> argparse.ArgumentParser:
     records.add_argument("--array-parallelism", type=int, default=64, help="Slurm array tasks running at once")
     records.add_argument("--time-limit", type=int, default=240, help="Slurm time limit per task, minutes (a task that reaches it is requeued)")
     records.add_argument("--slurm-extra", action="append", default=[], metavar="KEY=VALUE", help="another #SBATCH line, e.g. account=abc (repeatable)")
+    export = sub.add_parser("export", help="write the cached series as netCDF or Parquet files (labelled by module path)")
+    _add_claims_options(export, "the records were computed with this: ")
+    export.add_argument("--format", choices=FORMATS, default="netcdf")
+    export.add_argument("--out", default="exports", help="the directory to write (replaced whole)")
     merge = sub.add_parser("merge", help="copy the records of other caches into --cache-dir (conflicting records are an error)")
     merge.add_argument("sources", nargs="+", help="cache directories to merge from")
     merge.add_argument("--cache-dir", required=True, help="the cache to merge into")
@@ -55,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "merge":
             return _merge(args)
         config = SuiteConfig.from_options(vars(args))
+        if args.command == "export":
+            written = export(config, args.family or FAMILIES, Path(args.out), args.format)
+            print("\n".join(f"wrote {path}" for path in written))
+            return 0
         return _records(config, args) if args.command == "records" else _report(config, args)
     except (ValueError, *SERIES_ERRORS) as err:
         if getattr(args, "debug", False):

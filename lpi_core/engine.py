@@ -11,7 +11,7 @@ positions' terms, LPI(a_hj · v_j[h, d] · W_O[:, (h, d)]) over j (Yu & Ananiado
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Literal, Sequence
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -25,6 +25,11 @@ from .modes import MODES, ExactScores, scores_at
 from .projection import FrozenProjection
 from .reproducible import parallel_map, single_thread_ops
 from .tokenization import checked_target_ids, encode_prompts, target_token_ids
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from .labels import UnitNames
 
 ATTN_POSITIONS = ("sum", "each")
 
@@ -48,6 +53,18 @@ class Attribution:
             if scores[name] is not None:
                 scores[name] = scores[name].mean(0)
         return Attribution(**scores)
+
+    def to_xarray(self, names: "UnitNames | None" = None) -> "xr.Dataset":
+        """The per-unit scores as an xarray.Dataset (labels.py): dims `layer, expert, neuron` (ffn),
+        `layer, head, dim` (attn), `layer, head` (heads), `layer`; with reduce="none" `example` comes
+        first and `target_id` is kept; `names` (labels.unit_names(model)) adds the module paths."""
+        from .labels import SCORES, scores_dataset
+
+        per_example = self.ffn_layer.dim() == 2
+        dataset = scores_dataset({name: getattr(self, name) for name in SCORES}, names, ("example",) if per_example else ())
+        if not per_example:
+            return dataset
+        return dataset.assign(target_id=("example", self.target_ids.cpu().numpy())).assign_coords(example=range(self.ffn.shape[0]))
 
 
 def attribute(

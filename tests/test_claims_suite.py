@@ -521,3 +521,40 @@ def test_a_failed_record_job_is_reported_with_its_log_and_error(tmp_path):
     assert list(failed) == ["moe/seed0/step5"]
     assert "no-such-checkpoint" in failed["moe/seed0/step5"] and ".err" in failed["moe/seed0/step5"]
     assert "0 done, 0 running, 1 failed, 0 waiting" in out.getvalue()
+
+
+def test_load_series_holds_each_records_numbers_at_named_coordinates_and_exports_round_trip(first_run, tmp_path, capsys):
+    import pandas as pd
+    import xarray as xr
+
+    from claims.cli import main
+    from claims.labelled import load_series
+    from claims.store import record_key
+
+    _, cache, _ = first_run
+    config = SuiteConfig(preset="smoke", cache_dir=str(cache), examples=120, bootstrap=20)
+    ds = load_series(config, "moe")
+    series = config.series("moe", build=False)[0]
+    record = torch.load(RecordStore(cache).path(record_key(series.at(45), config.data(), config.run_options(), cache)), weights_only=True)
+    experts, neurons = ds.sizes["expert"], ds.sizes["neuron"]
+    for layer, expert, neuron in [(0, 0, 0), (3, experts - 1, neurons - 1), (2, 1, 5)]:
+        by_hand = record["ffn"][layer, expert * neurons + neuron].item()
+        assert ds.ffn.sel(seed=0, step=45, layer=layer, expert=expert, neuron=neuron).item() == by_hand
+    dims = ds.sizes["dim"]
+    assert ds.attn.sel(seed=0, step=45, layer=1, head=1, dim=3).item() == record["attn"][1, dims + 3].item()
+    assert ds.hit_at_10.sel(seed=0, step=45, ablation="top10-heads").values.tolist() == record["hits"]["top10-heads"].int().tolist()
+    assert ds.ffn_module.sel(layer=2, expert=1).item() == "model.layers.2.mlp.experts.1"
+    assert ds.attrs["family"] == "moe" and ds.attrs["examples"] == 120 and ds.attrs["bootstrap"] == 20
+
+    options = ["--preset", "smoke", "--cache-dir", str(cache), "--examples", "120", "--bootstrap", "20", "--family", "moe"]
+    assert main(["export", *options, "--out", str(tmp_path / "nc")]) == 0
+    xr.testing.assert_equal(xr.load_dataset(tmp_path / "nc" / "moe.nc"), ds)
+    assert main(["export", *options, "--format", "parquet", "--out", str(tmp_path / "pq")]) == 0
+    table = pd.read_parquet(tmp_path / "pq" / "moe.ffn.parquet")
+    assert len(table) == ds.ffn.size
+    row = table[(table.step == 45) & (table.layer == 2) & (table.expert == 1) & (table.neuron == 5)]
+    assert row.ffn.item() == ds.ffn.sel(seed=0, step=45, layer=2, expert=1, neuron=5).item()
+    assert row.ffn_module.item() == "model.layers.2.mlp.experts.1"
+    assert "wrote" in capsys.readouterr().out
+    assert main(["export", *options[:-4], "--examples", "60", "--family", "moe", "--out", str(tmp_path / "none")]) == 2
+    assert "has no records for steps" in capsys.readouterr().err and not (tmp_path / "none").exists()

@@ -1,0 +1,37 @@
+"""`lpi-claims export`: the cached series as files for users outside Python.
+
+`netcdf`: one `<family>.nc` per family, the Dataset of `labelled.load_series` as it is. `parquet`:
+one long table per family and variable, `<family>.<variable>.parquet`, a row per value with its
+coordinates (seed, step, layer, expert, neuron, … and the module path). The directory is written
+whole and then renamed into place, so an interrupted export leaves nothing half-written.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from .atomic import atomic_directory
+from .labelled import load_series
+from .suite import SuiteConfig
+
+FORMATS = ("netcdf", "parquet")
+
+
+def export(config: SuiteConfig, families: Sequence[str], out: Path, fmt: str) -> list[Path]:
+    """Write the families' series to `out` in `fmt`; the paths written."""
+    if fmt not in FORMATS:
+        raise ValueError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    datasets = {family: load_series(config, family) for family in families}  # everything read before anything is written
+    names = []
+    with atomic_directory(Path(out)) as directory:
+        for family, dataset in datasets.items():
+            if fmt == "netcdf":
+                dataset.to_netcdf(directory / f"{family}.nc")
+                names.append(f"{family}.nc")
+                continue
+            for variable in dataset.data_vars:
+                table = dataset[variable].to_dataframe().reset_index()
+                table.attrs = {}
+                table.to_parquet(directory / f"{family}.{variable}.parquet", index=False)
+                names.append(f"{family}.{variable}.parquet")
+    return [Path(out) / name for name in names]
