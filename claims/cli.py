@@ -1,6 +1,6 @@
 """`lpi-claims`: `records` computes a suite's records through an executor (this machine, Slurm, in
 process), `merge` brings other caches' records into one, `report` rebuilds the report from the
-cache alone, `export` writes the cached series as netCDF or Parquet. They take the claims' options (options.py), so they find the records `pytest claims` would."""
+cache alone, `export` writes the cached series as netCDF or Parquet, `units` drills into the top units. They take the claims' options (options.py), so they find the records `pytest claims` would."""
 from __future__ import annotations
 
 import argparse
@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from .atomic import atomic_write_json
 from .executors import EXECUTORS, SlurmOptions, make_executor, parse_shard, record_tasks, shard, submit, wait
 from .loading import SERIES_ERRORS, load_family
 from .export import FORMATS, export
 from .merge import RecordConflictError, merge_caches
+from .units import KINDS, drill_down, units_table
 from .options import OPTIONS
 from .report import build_report
 from .suite import FAMILIES, SuiteConfig
@@ -48,6 +50,11 @@ def parser() -> argparse.ArgumentParser:
     _add_claims_options(export, "the records were computed with this: ")
     export.add_argument("--format", choices=FORMATS, default="netcdf")
     export.add_argument("--out", default="exports", help="the directory to write (replaced whole)")
+    units = sub.add_parser("units", help="the top units of the last checkpoint: trajectories, top-1% entry, routing, top prompts")
+    _add_claims_options(units, "the records were computed with this: ")
+    units.add_argument("--kind", choices=KINDS, default="ffn", help="FFN neurons or attention neurons")
+    units.add_argument("--top", type=int, default=20, help="how many units")
+    units.add_argument("--examples-per-unit", type=int, default=5, help="the prompts each unit helps most")
     merge = sub.add_parser("merge", help="copy the records of other caches into --cache-dir (conflicting records are an error)")
     merge.add_argument("sources", nargs="+", help="cache directories to merge from")
     merge.add_argument("--cache-dir", required=True, help="the cache to merge into")
@@ -60,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "merge":
             return _merge(args)
         config = SuiteConfig.from_options(vars(args))
+        if args.command == "units":
+            return _units(config, args)
         if args.command == "export":
             written = export(config, args.family or FAMILIES, Path(args.out), args.format)
             print("\n".join(f"wrote {path}" for path in written))
@@ -99,6 +108,16 @@ def _records(config: SuiteConfig, args: argparse.Namespace) -> int:
     for name, error in failed.items():
         print(f"FAILED {name}: {error}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _units(config: SuiteConfig, args: argparse.Namespace) -> int:
+    announce = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    for family in args.family or ["moe"]:
+        found = drill_down(config, family, args.kind, args.top, args.examples_per_unit, announce)
+        path = atomic_write_json(Path(config.report_dir) / f"units-{family}-{args.kind}.json", found)
+        print(units_table(found))
+        print(f"\n{family}: written to {path}")
+    return 0
 
 
 def _merge(args: argparse.Namespace) -> int:

@@ -26,9 +26,14 @@ from .lease import Lease
 from .records import RECORD_FORMAT, Data, RunOptions, compute_record
 
 
+READ_SIDE = ("labels.py", "routing.py")  # lpi_core modules that read results, never compute a record's numbers
+
+
 def record_code_files() -> list[Path]:
-    """The sources a record's numbers depend on: lpi_core and claims/records.py (not the storage code)."""
-    return sorted(Path(lpi_core.__file__).parent.rglob("*.py")) + [Path(records.__file__)]
+    """The sources a record's numbers depend on: lpi_core (less its read-side modules) and
+    claims/records.py (not the storage code)."""
+    engine = [p for p in Path(lpi_core.__file__).parent.rglob("*.py") if p.name not in READ_SIDE]
+    return sorted(engine) + [Path(records.__file__)]
 
 
 @functools.cache

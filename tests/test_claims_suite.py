@@ -558,3 +558,37 @@ def test_load_series_holds_each_records_numbers_at_named_coordinates_and_exports
     assert "wrote" in capsys.readouterr().out
     assert main(["export", *options[:-4], "--examples", "60", "--family", "moe", "--out", str(tmp_path / "none")]) == 2
     assert "has no records for steps" in capsys.readouterr().err and not (tmp_path / "none").exists()
+
+
+def test_units_drill_down_equals_a_hand_ranking_of_the_records(first_run, tmp_path, capsys):
+    from claims.cli import main
+    from claims.store import record_key
+    from lpi_core import attribute
+
+    _, cache, _ = first_run
+    options = ["--preset", "smoke", "--cache-dir", str(cache), "--examples", "120", "--bootstrap", "20"]
+    assert main(["units", *options, "--family", "moe", "--top", "5", "--examples-per-unit", "3", "--report-dir", str(tmp_path)]) == 0
+    found = json.loads((tmp_path / "units-moe-ffn.json").read_text())
+    config = SuiteConfig(preset="smoke", cache_dir=str(cache), examples=120, bootstrap=20)
+    series = config.series("moe", build=False)[0]
+    records = {c.step: torch.load(RecordStore(cache).path(record_key(c, config.data(), config.run_options(), cache)), weights_only=True) for c in series.checkpoints}
+    last = records[series.steps[-1]]["ffn"]  # [layers, experts * neurons]
+    per_layer = last.shape[1]
+    hand = torch.argsort(-last.abs().flatten(), stable=True)[:5].tolist()  # --rank-by abs: the largest |mean I|
+    lm = series.checkpoints[-1].load()
+    ffn_dim = lm.adapter.ffn_dim
+    assert [u["layer"] * per_layer + u["expert"] * ffn_dim + u["neuron"] for u in found["units"]] == hand
+    top = found["units"][0]
+    column = top["layer"], top["expert"] * ffn_dim + top["neuron"]
+    assert [top["importance"][str(s)] for s in series.steps] == [records[s]["ffn"][column].item() for s in series.steps]
+    cutoff = max(1, round(0.01 * last.numel()))
+    entered = next(s for s in series.steps if column[0] * per_layer + column[1] in torch.argsort(-records[s]["ffn"].abs().flatten(), stable=True)[:cutoff].tolist())
+    assert top["entered_top1pct"] == {"0": entered}
+    data = config.data()
+    from lpi_core.routing import routing_frequency
+
+    assert top["routing"][str(series.steps[-1])] == pytest.approx(routing_frequency(lm, data.prompts)[top["layer"], top["expert"]].item())
+    per_example = attribute(lm, data.prompts, targets=data.answers, reduce="none").ffn[:, top["layer"], top["expert"], top["neuron"]]
+    assert [e["lpi"] for e in top["top_examples"]] == pytest.approx(torch.sort(per_example, descending=True).values[:3].tolist(), abs=1e-6)
+    assert per_example.mean().item() == pytest.approx(top["score"], abs=1e-5)  # the record's mean, recomputed per example
+    assert top["module"] in capsys.readouterr().out

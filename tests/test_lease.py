@@ -172,3 +172,4 @@ def test_the_record_code_version_hashes_the_engine_not_the_storage():
     names = {(p.parent.name, p.name) for p in record_code_files()}
     assert {("lpi_core", "lpi.py"), ("lpi_core", "engine.py"), ("claims", "records.py")} <= names
     assert not names & {("claims", "lease.py"), ("claims", "locks.py"), ("claims", "atomic.py"), ("claims", "cache.py")}
+    assert not names & {("lpi_core", "labels.py"), ("lpi_core", "routing.py")}  # read-side: labelled arrays, drill-down
