@@ -10,6 +10,7 @@ All reductions are numpy float64.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,7 +46,11 @@ class Trajectory:
         return Estimate(float(self.points[idx] @ weights), self.replicates[:, idx] @ weights, steps, split_half=halves)
 
     def as_dict(self) -> dict:
-        return {"steps": self.steps, "values": [float(v) for v in self.points]}
+        """Steps, point values, and each step's 2.5-97.5 percentile band of the replicates (for plots)."""
+        with warnings.catch_warnings():  # a step whose replicates are all undefined has an undefined band
+            warnings.simplefilter("ignore", RuntimeWarning)
+            low, high = (np.nanpercentile(self.replicates, q, axis=0) if self.replicates.size else self.points for q in (2.5, 97.5))
+        return {"steps": self.steps, "values": [float(v) for v in self.points], "low": [float(v) for v in low], "high": [float(v) for v in high]}
 
 
 @dataclass

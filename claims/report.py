@@ -1,5 +1,5 @@
 """Build the report: evaluate the selected tests on the measured series, then write claims.md,
-claims.json and the figures (rendering is in table.py, payload.py and figures.py)."""
+claims.json, index.html and the figures (rendering is in table.py, payload.py, html.py and figures.py)."""
 from __future__ import annotations
 
 import time
@@ -13,6 +13,7 @@ from lpi_core.reproducible import numeric_environment
 from .catalogue import CLAIMS
 from .evaluate import ClaimResult, evaluate, families_of
 from .figures import figures
+from .html import write_html_report
 from .loading import scales_for
 from .measure import SeriesMeasurements
 from .payload import payload
@@ -61,7 +62,9 @@ def build_report(
     if run is not None:
         context["miniature"] = miniature_training(run, {f: [m.seed for m in series] for f, series in measured.items()})
     atomic_write_text(out / "claims.md", markdown(results, context))
-    atomic_write_json(out / "claims.json", payload(results, measured, context, config.lpi_mode))
+    data = payload(results, measured, context, config.lpi_mode)
+    atomic_write_json(out / "claims.json", data)
+    atomic_write_text(out / "index.html", write_html_report(out, data))
     if measured:
         figures(measured, out)
     if run is not None and run.seeds:  # the figure shows seeds whose two series are built (not under -k moe)

@@ -592,3 +592,39 @@ def test_units_drill_down_equals_a_hand_ranking_of_the_records(first_run, tmp_pa
     assert [e["lpi"] for e in top["top_examples"]] == pytest.approx(torch.sort(per_example, descending=True).values[:3].tolist(), abs=1e-6)
     assert per_example.mean().item() == pytest.approx(top["score"], abs=1e-5)  # the record's mean, recomputed per example
     assert top["module"] in capsys.readouterr().out
+
+
+def chromium() -> str:
+    """Debian's Chromium (.ci/run installs it), or skip naming what is missing."""
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e '.[test]'")
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.skip("no Chromium on this machine: apt-get install chromium (as .ci/run does) to run the browser test")
+    return path
+
+
+def test_html_report_in_a_headless_browser_loads_offline_lists_every_claim_and_shows_a_claims_figure_on_click(first_run, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    _, _, report = first_run
+    claims = json.loads((report / "claims.json").read_text())["claims"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1300, "height": 1000})
+        errors, outside = [], []
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:") else (outside.append(route.request.url), route.abort()))
+        page.goto((report / "index.html").as_uri())
+        assert [cell.inner_text() for cell in page.locator("td.test").all()] == [c["test_id"] for c in claims]
+        assert page.locator("#claim-figure .main-svg").count() == 0
+        target = next(c["test_id"] for c in claims if c["claim"] == "ffn-concentration")
+        page.click(f'tr.claim[data-test="{target}"] >> nth=0')
+        page.wait_for_selector("#claim-figure .main-svg")
+        assert page.inner_text("#claim-title") == target
+        assert page.locator("#claim-figure .scatterlayer .trace").count() >= 2 * 2  # band and line per family (one seed)
+        assert page.locator("#fig-training .main-svg").count() >= 1
+        page.screenshot(path=str(tmp_path / "report.png"))
+        browser.close()
+    assert errors == [] and outside == []
+    assert (tmp_path / "report.png").stat().st_size > 10_000
