@@ -142,6 +142,7 @@ class Lease:
 
     def _start_heartbeat(self) -> None:
         self._stop.clear()
+        self.lost = False
         self._thread = threading.Thread(target=self._beat, name=f"lease-{self.path.name}", daemon=True)
         self._thread.start()
 

@@ -22,7 +22,7 @@ from claims.atomic import TMP_PREFIX, atomic_write_bytes
 from claims.locks import exclusive
 
 from . import records
-from .lease import Lease
+from .lease import TIMEOUT_S, Lease
 from .records import RECORD_FORMAT, Data, RunOptions, compute_record
 
 
@@ -84,8 +84,10 @@ class RecordStore:
     """Records in `<cache>/records/<key>.pt`; a record is computed under its lease (`<key>.lease`,
     lease.py) and published once."""
 
-    def __init__(self, cache_dir: Path) -> None:
+    def __init__(self, cache_dir: Path, lease_timeout: float = TIMEOUT_S) -> None:
         self.directory = Path(cache_dir) / "records"
+        self.lease_timeout = lease_timeout
+        self._leases: dict[str, Lease] = {}  # one per key, so that its staleness observations persist across polls
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -113,8 +115,12 @@ class RecordStore:
         return record
 
     def lease(self, key: str) -> Lease:
-        """The claim on computing `key` (its holder removes what an earlier holder left half-written)."""
-        return Lease(self.directory / f"{key}.lease")
+        """The claim on computing `key` (its holder removes what an earlier holder left half-written);
+        the same object on every call, so that a lease left by a dead remote holder is seen unchanged
+        for the timeout and taken over."""
+        if key not in self._leases:
+            self._leases[key] = Lease(self.directory / f"{key}.lease", timeout=self.lease_timeout)
+        return self._leases[key]
 
     def _remove_temporaries(self, key: str) -> None:
         for leftover in self.directory.glob(f"{TMP_PREFIX}{key}.pt-*"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import multiprocessing
+import json
 import time
 from pathlib import Path
 
@@ -196,3 +197,13 @@ def test_mean_abs_reading_stores_the_mean_of_the_absolute_scores_and_ranks_ablat
     assert set(masked["mask_ffn"]) == expected
     plain = records.compute_record(Checkpoint(step=1, source=str(tmp_path / "m")), data, RunOptions(examples=6, bootstrap=10), progress=False)
     assert "st_ffn" not in plain
+
+
+def test_a_record_whose_lease_a_dead_remote_holder_left_is_computed_after_the_timeout(tmp_path):
+    store = RecordStore(tmp_path, lease_timeout=0.5)
+    key = record_key(CHECKPOINTS[0], DATA, OPTIONS, tmp_path)
+    (store.directory / f"{key}.lease").write_text(json.dumps({"host": "another-node", "pid": 1, "token": "gone", "created": 0}))
+    started = time.monotonic()
+    found = store.ensure(CHECKPOINTS[:1], DATA, OPTIONS, compute=fake_record, poll_seconds=0.05)
+    assert found[1]["ffn"][0, 0] == 1.0 and time.monotonic() - started >= 0.5  # taken over once unchanged for the timeout
+    assert not list(store.directory.glob("*.lease"))
