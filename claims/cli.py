@@ -102,7 +102,7 @@ def _records(config: SuiteConfig, args: argparse.Namespace) -> int:
     if args.shard:
         tasks = shard(tasks, *parse_shard(args.shard))
     slurm = SlurmOptions(args.slurm_partition, args.gpus_per_task, args.array_parallelism, args.time_limit, extra)
-    executor = make_executor(args.executor, Path(args.log_dir), slurm)
+    executor = make_executor(args.executor, Path(args.log_dir), slurm, gpu=config.gpu)
     print(f"lpi-claims records: {len(tasks)} checkpoints through the {args.executor} executor; cache {config.cache}", file=sys.stderr)
     failed = wait(submit(executor, args.executor, config, tasks, args.workers))
     for name, error in failed.items():
@@ -123,7 +123,7 @@ def _units(config: SuiteConfig, args: argparse.Namespace) -> int:
 def _merge(args: argparse.Namespace) -> int:
     try:
         result = merge_caches([Path(s) for s in args.sources], Path(args.cache_dir))
-    except RecordConflictError as err:
+    except (RecordConflictError, FileNotFoundError) as err:
         print(f"lpi-claims merge: {err}", file=sys.stderr)
         return 2
     print(f"lpi-claims merge: {result.copied} records copied, {result.identical} already there")

@@ -89,13 +89,14 @@ class ComputeRecords(Checkpointable):
         return [t.label for t in tasks]
 
 
-def make_executor(kind: str, folder: Path, slurm: SlurmOptions = SlurmOptions()) -> submitit.Executor:
-    """The submitit executor of `kind`, its logs and pickles under `folder`."""
+def make_executor(kind: str, folder: Path, slurm: SlurmOptions = SlurmOptions(), gpu: bool = False) -> submitit.Executor:
+    """The submitit executor of `kind`, its logs and pickles under `folder`; with `gpu`, every job
+    sees a GPU (submitit hides them from a local job that asks for none)."""
     if kind == "debug":
         return submitit.DebugExecutor(folder=folder)
     if kind == "local":
         executor = submitit.LocalExecutor(folder=folder)
-        executor.update_parameters(timeout_min=7 * 24 * 60)
+        executor.update_parameters(timeout_min=7 * 24 * 60, gpus_per_node=_visible_gpus() if gpu else 0)
         return executor
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=3)
     parameters = dict(
@@ -103,10 +104,18 @@ def make_executor(kind: str, folder: Path, slurm: SlurmOptions = SlurmOptions())
     )
     if slurm.partition:
         parameters["partition"] = slurm.partition
-    if slurm.gpus_per_task:
-        parameters["gpus_per_task"] = slurm.gpus_per_task
+    if slurm.gpus_per_task or gpu:
+        parameters["gpus_per_task"] = slurm.gpus_per_task or 1
     executor.update_parameters(**parameters)
     return executor
+
+
+def _visible_gpus() -> int:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ValueError("--gpu with --executor local: no CUDA device is visible on this machine; drop --gpu or run where one is")
+    return torch.cuda.device_count()
 
 
 def submit(executor: submitit.Executor, kind: str, config: SuiteConfig, tasks: Sequence[RecordTask], workers: int) -> dict[str, submitit.Job]:
@@ -116,8 +125,9 @@ def submit(executor: submitit.Executor, kind: str, config: SuiteConfig, tasks: S
         names = [f"worker {i + 1}" for i in range(min(workers, len(tasks)))]
         jobs = [executor.submit(compute, config, list(tasks), i, len(names)) for i in range(len(names))]
         return dict(zip(names, jobs))
+    share = executor.parameters.get("array_parallelism", 1) if kind == "slurm" else 1  # tasks at once split --disk-budget
     with executor.batch():  # one array job on Slurm
-        jobs = [executor.submit(compute, config, [task]) for task in tasks]
+        jobs = [executor.submit(compute, config, [task], 0, share) for task in tasks]
     return {task.label: job for task, job in zip(tasks, jobs)}
 
 

@@ -3,7 +3,8 @@
 `netcdf`: one `<family>.nc` per family, the Dataset of `labelled.load_series` as it is. `parquet`:
 one long table per family and variable, `<family>.<variable>.parquet`, a row per value with its
 coordinates (seed, step, layer, expert, neuron, … and the module path). The directory is written
-whole and then renamed into place, so an interrupted export leaves nothing half-written.
+whole and then renamed into place, so an interrupted export leaves nothing half-written; an existing
+directory is replaced only if an earlier export wrote it.
 """
 from __future__ import annotations
 
@@ -15,15 +16,20 @@ from .labelled import load_series
 from .suite import SuiteConfig
 
 FORMATS = ("netcdf", "parquet")
+MARKER = ".lpi-claims-export"  # an export directory: only such a directory is replaced
 
 
 def export(config: SuiteConfig, families: Sequence[str], out: Path, fmt: str) -> list[Path]:
     """Write the families' series to `out` in `fmt`; the paths written."""
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    out = Path(out)
+    if out.exists() and not (out / MARKER).exists():
+        raise ValueError(f"--out {out} exists and was not written by lpi-claims export (it would be replaced whole): name a new directory")
     datasets = {family: load_series(config, family) for family in families}  # everything read before anything is written
     names = []
-    with atomic_directory(Path(out)) as directory:
+    with atomic_directory(out) as directory:
+        (directory / MARKER).write_text("written by lpi-claims export; the next export to this directory replaces it whole\n")
         for family, dataset in datasets.items():
             if fmt == "netcdf":
                 dataset.to_netcdf(directory / f"{family}.nc")

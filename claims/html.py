@@ -135,8 +135,17 @@ def html_report(payload: dict, drill_downs: list[dict] = ()) -> str:
 
 
 def write_html_report(out: Path, payload: dict) -> str:
-    """index.html for `payload`, with the drill-downs found in `out` (units-*.json)."""
-    drill_downs = [json.loads(p.read_text()) for p in sorted(Path(out).glob("units-*.json"))]
+    """index.html for `payload`, with the drill-downs found in `out` (units-*.json) that were made
+    from the same series and steps (one left from another run or format is skipped)."""
+    drill_downs = []
+    for path in sorted(Path(out).glob("units-*.json")):
+        try:
+            found = json.loads(path.read_text())
+            runs = payload["trajectories"].get(found["family"], [])
+            if runs and found["series"] == runs[0]["model"] and found["steps"] == runs[0]["steps"] and found["units"][0]["importance"]:
+                drill_downs.append(found)
+        except (ValueError, KeyError, IndexError, TypeError):
+            continue
     return html_report(payload, drill_downs)
 
 

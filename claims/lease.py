@@ -8,6 +8,8 @@ host, pid no longer alive) or when the file has not changed for `timeout` second
 own clock (no clock comparison across machines). A takeover is serialised by a second O_EXCL
 file (`<lease>.break`): the one breaker checks that the file it judged stale is still the one in
 place (inode, mtime, size) and replaces it with its own lease by an atomic rename, so the lease name is never absent and of several takers exactly one wins.
+(A breaker descheduled for longer than the timeout can be judged dead and a second breaker can
+then run beside it; both may win, and the record is computed twice but published once.)
 
 A result is committed with `claims.atomic.atomic_write_bytes(..., replace=False)` (a hard link:
 it fails if the name exists), so a holder that lost its lease while paused can never replace what

@@ -30,15 +30,16 @@ def ensure_records(
     config: SuiteConfig, checkpoints: Sequence[Checkpoint], rotate: int = 0, announce: Announce = silent, share: int = 1
 ) -> None:
     """Compute the checkpoints' missing records into the cache, from the `rotate`-th on; with
-    --disk-budget, streaming the hub revisions within 1/`share` of the budget (one of `share` workers)."""
+    --disk-budget, worker `rotate` of `share` streams every `share`-th checkpoint from the `rotate`-th
+    within 1/`share` of the budget (a checkpoint another worker stored meanwhile is skipped)."""
     store, data, options = RecordStore(config.cache), config.data(), config.run_options()
     if config.disk_budget is None:
         store.ensure_all(checkpoints, data, options, rotate=rotate, keep=False, announce=announce)
         return
-    shift = rotate % len(checkpoints) if checkpoints else 0
+    mine = list(checkpoints[rotate % share :: share])  # disjoint slices: a worker never waits on another's download
     stream = HubStream(parse_size(config.disk_budget) // share, hub_cache=checkpoints[0].hub_cache if checkpoints else None)
     stream_records(
-        [*checkpoints[shift:], *checkpoints[:shift]], stream,
+        mine, stream,
         has_record=lambda c: store.has(c, data, options),
         compute=lambda c: store.ensure_all([c], data, options, keep=False, announce=announce),
         announce=announce,

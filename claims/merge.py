@@ -32,7 +32,9 @@ def merge_caches(sources: Sequence[Path], target: Path) -> MergeResult:
     incoming: dict[str, Path] = {}
     conflicts = []
     for source in sources:
-        for path in sorted(RecordStore(source).directory.glob("*.pt")):
+        if not (Path(source) / "records").is_dir():
+            raise FileNotFoundError(f"{source} holds no records/ directory: give the cache directories of the runs to merge")
+        for path in sorted((Path(source) / "records").glob("*.pt")):
             earlier = incoming.get(path.stem) or (into.path(path.stem) if into.path(path.stem).exists() else None)
             if earlier is not None and earlier.read_bytes() != path.read_bytes():
                 conflicts.append(f"{path.stem} ({earlier} vs {path})")

@@ -50,8 +50,8 @@ def record_key(checkpoint: Checkpoint, data: Data, options: RunOptions, cache: P
     inside `cache` (a miniature build) is named by its path relative to it, so that a cache can be
     moved or merged into another and keep its records."""
     source = Path(checkpoint.source)
-    if cache is not None and source.is_absolute() and source.is_relative_to(cache):
-        source = source.relative_to(cache)
+    if cache is not None and Path(os.path.abspath(source)).is_relative_to(os.path.abspath(cache)):
+        source = Path(os.path.abspath(source)).relative_to(os.path.abspath(cache))
     identity = {
         "step": checkpoint.step,
         "source": source.as_posix() if cache is not None else checkpoint.source,

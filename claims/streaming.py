@@ -121,11 +121,14 @@ def stream_records(
         for i, checkpoint in enumerate(todo):
             if prefetch is not None:
                 prefetch.result()
-            else:
-                stream.fetch(checkpoint)
+            if not has_record(checkpoint):  # another worker may have stored it meanwhile
+                stream.fetch(checkpoint)  # nothing to do if it was prefetched
             following = todo[i + 1] if i + 1 < len(todo) else None
-            prefetch = pool.submit(stream.fetch, following) if following and stream.fits_beside(following) else None
-            compute(checkpoint)
+            prefetch = None
+            if following is not None and not has_record(following) and stream.fits_beside(following):
+                prefetch = pool.submit(stream.fetch, following)
+            if not has_record(checkpoint):
+                compute(checkpoint)
             if has_record(checkpoint):  # committed: only now may its snapshot go
                 stream.remove(checkpoint)
                 announce(f"{checkpoint.label}: record stored, snapshot removed from the hub cache")

@@ -75,18 +75,19 @@ def drill_down(config: SuiteConfig, family: str, kind: str = "ffn", top: int = 2
     ds = load_series(config, family)
     units = top_units(ds, kind, top, config.rank_by)
     series_list = config.series(family, build=False)
-    data = config.data()
+    data, options = config.data(), config.run_options()
+    device, dtype = options.device, options.torch_dtype()
     if kind == "ffn" and ds.sizes["expert"] > 1:
         frequency: dict[int, list[torch.Tensor]] = {}
         for series in series_list:
             for checkpoint in series.checkpoints:
                 announce(f"units: routing of {checkpoint.label}")
-                frequency.setdefault(checkpoint.step, []).append(routing_frequency(checkpoint.load(), data.prompts))
+                frequency.setdefault(checkpoint.step, []).append(routing_frequency(checkpoint.load(device, dtype), data.prompts))
         for unit in units:
             unit["routing"] = {step: float(torch.stack(f).mean(0)[unit["layer"], unit["expert"]]) for step, f in frequency.items()}
     final = series_list[0].checkpoints[-1]
     announce(f"units: per-example scores of {final.label}")
-    lm = final.load()
+    lm = final.load(device, dtype)
     target_ids = target_token_ids(lm.tokenizer, data.answers) if config.target == "answer" else None
     per_example = getattr(attribute(lm, data.prompts, target_ids=target_ids, reduce="none", mode=config.lpi_mode, attn_positions=config.attn_positions), kind)
     for unit in units:

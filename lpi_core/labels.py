@@ -4,7 +4,10 @@ An FFN neuron is `(layer, expert, neuron)`, labelled with the module that holds 
 `model.layers.3.mlp.experts.5` (expert 5 of layer 3's MoE block) or `model.layers.3.mlp` (a dense
 FFN, one "expert"); neuron n is that block's n-th intermediate unit. An attention neuron is
 `(layer, head, dim)`, the input dimension `head * head_dim + dim` of `model.layers.3.self_attn.o_proj`.
-The same paths find the unit in the model (`model.get_submodule`) and in hook-based tools.
+The block's path finds the unit in the model: `model.get_submodule` of the path itself, or, where
+the experts are fused in one module (OLMoE, Mixtral in transformers 5), of the path without its
+last part, the expert being that module's index along its experts dimension. A Qwen2-MoE shared
+expert (`Attribution.shared_ffn`) is not labelled.
 """
 from __future__ import annotations
 

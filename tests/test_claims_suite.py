@@ -507,6 +507,13 @@ def test_slurm_submission_is_one_array_with_the_partition_gpus_time_and_parallel
     lines = set(script.read_text().splitlines())
     for expected in ("--partition=gpu", "--gpus-per-task=1", "--array=0-7%3", "--time=90", "--account=lab", "--signal=USR2@90"):
         assert f"#SBATCH {expected}" in lines, expected
+    with mocked_slurm():  # --gpu alone asks each task for one GPU
+        submit(make_executor("slurm", tmp_path / "gpu-jobs", SlurmOptions(), gpu=True), "slurm", config, tasks[:2], workers=1)
+    (script,) = (tmp_path / "gpu-jobs").glob("*submission.sh")
+    assert "#SBATCH --gpus-per-task=1" in script.read_text().splitlines()
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device is visible"):
+            make_executor("local", tmp_path / "local-jobs", gpu=True)
 
 
 def test_a_failed_record_job_is_reported_with_its_log_and_error(tmp_path):
@@ -550,6 +557,11 @@ def test_load_series_holds_each_records_numbers_at_named_coordinates_and_exports
     assert main(["export", *options, "--out", str(tmp_path / "nc")]) == 0
     xr.testing.assert_equal(xr.load_dataset(tmp_path / "nc" / "moe.nc"), ds)
     assert main(["export", *options, "--format", "parquet", "--out", str(tmp_path / "pq")]) == 0
+    assert main(["export", *options, "--format", "parquet", "--out", str(tmp_path / "pq")]) == 0  # its own export: replaced
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    assert main(["export", *options, "--out", str(tmp_path / "mine")]) == 2
+    assert "not written by lpi-claims export" in capsys.readouterr().err and (tmp_path / "mine" / "notes.txt").read_text() == "keep"
     table = pd.read_parquet(tmp_path / "pq" / "moe.ffn.parquet")
     assert len(table) == ds.ffn.size
     row = table[(table.step == 45) & (table.layer == 2) & (table.expert == 1) & (table.neuron == 5)]

@@ -49,10 +49,13 @@ def test_key_changes_with_data_options_revision_and_code(monkeypatch):
     assert len(others) == 9 and key not in others
 
 
-def test_a_checkpoint_inside_the_cache_is_keyed_by_its_path_relative_to_it(tmp_path):
+def test_a_checkpoint_inside_the_cache_is_keyed_by_its_path_relative_to_it(tmp_path, monkeypatch):
     inside = [Checkpoint(10, str(tmp_path / cache / "miniature" / "run" / "moe" / "seed0" / "step10")) for cache in ("a", "b")]
     assert record_key(inside[0], DATA, OPTIONS, tmp_path / "a") == record_key(inside[1], DATA, OPTIONS, tmp_path / "b")
     assert record_key(inside[0], DATA, OPTIONS) != record_key(inside[1], DATA, OPTIONS)  # without the cache: the full path
+    monkeypatch.chdir(tmp_path)  # a cache given as a relative path (--cache-dir a)
+    relative = Checkpoint(10, str(Path("a") / "miniature" / "run" / "moe" / "seed0" / "step10"))
+    assert record_key(relative, DATA, OPTIONS, Path("a")) == record_key(inside[0], DATA, OPTIONS, tmp_path / "a")
     elsewhere = Checkpoint(10, "/models/x")
     assert record_key(elsewhere, DATA, OPTIONS, tmp_path / "a") == record_key(elsewhere, DATA, OPTIONS)
 

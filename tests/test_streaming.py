@@ -133,3 +133,21 @@ def test_disk_budget_sizes_and_options():
     with pytest.raises(SuiteOptionError, match="use it with --suite paper"):
         SuiteConfig(disk_budget="60GB")
     assert SuiteConfig(suite="paper", disk_budget="60GB").disk_budget == "60GB"
+
+
+def test_a_record_another_worker_stored_meanwhile_is_not_computed_and_its_download_not_kept(setup):
+    remote, hub, checkpoints = setup
+    size = max(remote.size(c) for c in checkpoints)
+    stream = HubStream(int(2.5 * size), hub_cache=hub, download=remote.download, size=remote.size)
+    records, computed = set(), []
+
+    def compute(checkpoint):
+        computed.append(checkpoint.step)
+        records.add(checkpoint.step)
+        if checkpoint.step == 10_000:
+            records.add(30_000)  # stored by another worker while this one computed step 10000
+
+    stream_records(checkpoints, stream, has_record=lambda c: c.step in records, compute=compute)
+    assert computed == [10_000, 20_000, 40_000]
+    snapshots = hub / f"models--{REPO.replace('/', '--')}" / "snapshots"
+    assert {p.name for p in snapshots.iterdir()} == {hashlib.sha1(BRANCHES[1].encode()).hexdigest()} and stream.ours == {}
