@@ -37,7 +37,8 @@ def ensure_records(
         store.ensure_all(checkpoints, data, options, rotate=rotate, keep=False, announce=announce)
         return
     mine = list(checkpoints[rotate % share :: share])  # disjoint slices: a worker never waits on another's download
-    stream = HubStream(parse_size(config.disk_budget) // share, hub_cache=checkpoints[0].hub_cache if checkpoints else None)
+    hub_cache = checkpoints[0].hub_cache if checkpoints else None
+    stream = HubStream(parse_size(config.disk_budget) // share, hub_cache=hub_cache, ledger=config.cache / "streamed-revisions.json")
     stream_records(
         mine, stream,
         has_record=lambda c: store.has(c, data, options),

@@ -1,13 +1,16 @@
 """Hub checkpoints streamed within a disk budget (`--disk-budget`, paper suite): the next revision
 downloads while the current one is attributed, and a revision's snapshot leaves the local hub cache
 once its record is stored. A revision that was in the hub cache before the run is never removed,
-and none is removed before its record is committed.
+and none is removed before its record is committed. A ledger in the cache lists what streaming runs
+downloaded and have not removed, so that a revision an interrupted run left is removed by the next
+run once its record is stored, not taken for the user's own.
 
 The budget bounds what the run's own downloads occupy at once: a revision is prefetched only when
 it fits beside the one being attributed, else it is downloaded after that one is removed.
 """
 from __future__ import annotations
 
+import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,6 +20,9 @@ from huggingface_hub import scan_cache_dir
 
 from fixtures.hub import hub_cache_dir
 from fixtures.series import Announce, Checkpoint, silent
+
+from .atomic import atomic_write_json
+from .locks import exclusive
 
 WEIGHTS_AND_TOKENIZER = ["*.json", "*.safetensors", "*.txt", "*.model"]  # not the duplicate *.bin weights
 UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
@@ -60,14 +66,29 @@ class HubStream:
         hub_cache: str | Path | None = None,
         download: Callable[[Checkpoint], None] = hub_download,
         size: Callable[[Checkpoint], int] = hub_size,
+        ledger: Path | None = None,
     ) -> None:
         self.budget, self.hub_cache = budget, hub_cache_dir(hub_cache)
         self.download, self.size = download, size
-        self.before = self._commits() if self.hub_cache.exists() else set()  # never removed
+        self.ledger = ledger  # the revisions streaming runs downloaded and have not removed (an interrupted run's)
+        present = self._commits() if self.hub_cache.exists() else set()
+        self.before = present - self._ledger_entries()  # the user's: never removed
         self.ours: dict[Checkpoint, int] = {}  # downloaded by this run and not yet removed -> bytes
 
     def _commits(self) -> set[tuple[str, str]]:
         return {(repo.repo_id, rev.commit_hash) for repo in scan_cache_dir(self.hub_cache).repos for rev in repo.revisions}
+
+    def _ledger_entries(self) -> set[tuple[str, str]]:
+        if self.ledger is None or not self.ledger.exists():
+            return set()
+        return {tuple(entry) for entry in json.loads(self.ledger.read_text())}
+
+    def _note_downloaded(self, checkpoint: Checkpoint) -> None:
+        commit = self._commit(checkpoint)
+        if self.ledger is None or commit is None:
+            return
+        with exclusive(str(self.ledger) + ".lock"):
+            atomic_write_json(self.ledger, sorted(self._ledger_entries() | {(checkpoint.source, commit)}))
 
     def _commit(self, checkpoint: Checkpoint) -> str | None:
         ref = self.hub_cache / f"models--{checkpoint.source.replace('/', '--')}" / "refs" / str(checkpoint.revision)
@@ -88,6 +109,7 @@ class HubStream:
             )
         self.download(checkpoint)
         self.ours[checkpoint] = size
+        self._note_downloaded(checkpoint)
 
     def fits_beside(self, checkpoint: Checkpoint) -> bool:
         """`checkpoint` can be downloaded now without passing the budget."""
@@ -102,7 +124,14 @@ class HubStream:
         commit = self._commit(checkpoint)
         if commit is not None and (checkpoint.source, commit) not in self.before:
             scan_cache_dir(self.hub_cache).delete_revisions(commit).execute()
+            self._note_removed(checkpoint.source, commit)
         del self.ours[checkpoint]
+
+    def _note_removed(self, repo: str, commit: str) -> None:
+        if self.ledger is None:
+            return
+        with exclusive(str(self.ledger) + ".lock"):
+            atomic_write_json(self.ledger, sorted(self._ledger_entries() - {(repo, commit)}))
 
 
 def stream_records(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -48,7 +49,8 @@ class Remote:
             if not blob.exists():  # a blob shared with another revision is written once, as the hub does
                 shutil.copyfile(file, blob.with_suffix(".incomplete"))
                 blob.with_suffix(".incomplete").rename(blob)
-            os.symlink(os.path.relpath(blob, snapshot), snapshot / file.name)
+            if not (snapshot / file.name).is_symlink():  # already there: a download again changes nothing
+                os.symlink(os.path.relpath(blob, snapshot), snapshot / file.name)
         (repo_dir / "refs").mkdir(exist_ok=True)
         (repo_dir / "refs" / checkpoint.revision).write_text(commit)
         self.downloads.append(checkpoint.revision)
@@ -64,8 +66,8 @@ def setup(tmp_path):
     return remote, hub, checkpoints
 
 
-def run(remote: Remote, hub: Path, checkpoints, budget: int, fail_at: int | None = None) -> tuple[HubStream, dict]:
-    stream = HubStream(budget, hub_cache=hub, download=remote.download, size=remote.size)
+def run(remote: Remote, hub: Path, checkpoints, budget: int, fail_at: int | None = None, ledger: Path | None = None) -> tuple[HubStream, dict]:
+    stream = HubStream(budget, hub_cache=hub, download=remote.download, size=remote.size, ledger=ledger)
     before = disk_use(hub)
     records: dict[int, float] = {}
     download = remote.download
@@ -151,3 +153,18 @@ def test_a_record_another_worker_stored_meanwhile_is_not_computed_and_its_downlo
     assert computed == [10_000, 20_000, 40_000]
     snapshots = hub / f"models--{REPO.replace('/', '--')}" / "snapshots"
     assert {p.name for p in snapshots.iterdir()} == {hashlib.sha1(BRANCHES[1].encode()).hexdigest()} and stream.ours == {}
+
+
+def test_revisions_an_interrupted_run_left_are_removed_by_the_next_run_never_the_users(setup, tmp_path):
+    remote, hub, checkpoints = setup
+    size = max(remote.size(c) for c in checkpoints)
+    ledger = tmp_path / "streamed-revisions.json"
+    with pytest.raises(RuntimeError):
+        run(remote, hub, checkpoints, budget=3 * size, fail_at=30_000, ledger=ledger)
+    snapshots = hub / f"models--{REPO.replace('/', '--')}" / "snapshots"
+    users = hashlib.sha1(BRANCHES[1].encode()).hexdigest()
+    left = {p.name for p in snapshots.iterdir()} - {users}
+    assert left and {commit for _, commit in json.loads(ledger.read_text())} == left
+    stream, records = run(remote, hub, checkpoints[2:], budget=3 * size, ledger=ledger)  # the rerun: the rest
+    assert sorted(records) == [30_000, 40_000]
+    assert {p.name for p in snapshots.iterdir()} == {users} and json.loads(ledger.read_text()) == []
