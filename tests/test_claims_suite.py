@@ -558,6 +558,7 @@ def test_load_series_holds_each_records_numbers_at_named_coordinates_and_exports
     xr.testing.assert_equal(xr.load_dataset(tmp_path / "nc" / "moe.nc"), ds)
     assert main(["export", *options, "--format", "parquet", "--out", str(tmp_path / "pq")]) == 0
     assert main(["export", *options, "--format", "parquet", "--out", str(tmp_path / "pq")]) == 0  # its own export: replaced
+    assert "wrote" in capsys.readouterr().out
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
     assert main(["export", *options, "--out", str(tmp_path / "mine")]) == 2
@@ -567,7 +568,6 @@ def test_load_series_holds_each_records_numbers_at_named_coordinates_and_exports
     row = table[(table.step == 45) & (table.layer == 2) & (table.expert == 1) & (table.neuron == 5)]
     assert row.ffn.item() == ds.ffn.sel(seed=0, step=45, layer=2, expert=1, neuron=5).item()
     assert row.ffn_module.item() == "model.layers.2.mlp.experts.1"
-    assert "wrote" in capsys.readouterr().out
     assert main(["export", *options[:-4], "--examples", "60", "--family", "moe", "--out", str(tmp_path / "none")]) == 2
     assert "has no records for steps" in capsys.readouterr().err and not (tmp_path / "none").exists()
 
