@@ -178,7 +178,9 @@ class RecordStore:
             for i in list(order):
                 key = record_key(checkpoints[i], data, options, self.directory.parent)
                 record = self.load(key)
-                if record is None:
+                if record is not None:  # a lease left beside a stored record (its holder killed before releasing) is garbage
+                    (self.directory / f"{key}.lease").unlink(missing_ok=True)
+                else:
                     lease = self.lease(key)
                     if not lease.try_acquire():
                         continue  # another worker computes it; come back later

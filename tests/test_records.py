@@ -210,3 +210,12 @@ def test_a_record_whose_lease_a_dead_remote_holder_left_is_computed_after_the_ti
     found = store.ensure(CHECKPOINTS[:1], DATA, OPTIONS, compute=fake_record, poll_seconds=0.05)
     assert found[1]["ffn"][0, 0] == 1.0 and time.monotonic() - started >= 0.5  # taken over once unchanged for the timeout
     assert not list(store.directory.glob("*.lease"))
+
+
+def test_a_lease_left_beside_a_stored_record_is_removed(tmp_path):
+    store = RecordStore(tmp_path)
+    store.ensure(CHECKPOINTS[:1], DATA, OPTIONS, compute=fake_record)
+    key = record_key(CHECKPOINTS[0], DATA, OPTIONS, tmp_path)
+    (store.directory / f"{key}.lease").write_text(json.dumps({"host": "x", "pid": 1, "token": "killed after publishing", "created": 0}))
+    assert store.ensure(CHECKPOINTS[:1], DATA, OPTIONS, compute=fake_record)[1]["ffn"][0, 0] == 1.0
+    assert not list(store.directory.glob("*.lease"))
