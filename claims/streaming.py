@@ -83,12 +83,13 @@ class HubStream:
             return set()
         return {tuple(entry) for entry in json.loads(self.ledger.read_text())}
 
-    def _note_downloaded(self, checkpoint: Checkpoint) -> None:
-        commit = self._commit(checkpoint)
+    def _ledger_update(self, repo: str, commit: str | None, downloaded: bool) -> None:
+        """Add the revision to the ledger (downloaded by this run) or drop it (removed)."""
         if self.ledger is None or commit is None:
             return
         with exclusive(str(self.ledger) + ".lock"):
-            atomic_write_json(self.ledger, sorted(self._ledger_entries() | {(checkpoint.source, commit)}))
+            entries = self._ledger_entries()
+            atomic_write_json(self.ledger, sorted(entries | {(repo, commit)} if downloaded else entries - {(repo, commit)}))
 
     def _commit(self, checkpoint: Checkpoint) -> str | None:
         ref = self.hub_cache / f"models--{checkpoint.source.replace('/', '--')}" / "refs" / str(checkpoint.revision)
@@ -109,7 +110,7 @@ class HubStream:
             )
         self.download(checkpoint)
         self.ours[checkpoint] = size
-        self._note_downloaded(checkpoint)
+        self._ledger_update(checkpoint.source, self._commit(checkpoint), downloaded=True)
 
     def fits_beside(self, checkpoint: Checkpoint) -> bool:
         """`checkpoint` can be downloaded now without passing the budget."""
@@ -124,14 +125,8 @@ class HubStream:
         commit = self._commit(checkpoint)
         if commit is not None and (checkpoint.source, commit) not in self.before:
             scan_cache_dir(self.hub_cache).delete_revisions(commit).execute()
-            self._note_removed(checkpoint.source, commit)
+            self._ledger_update(checkpoint.source, commit, downloaded=False)
         del self.ours[checkpoint]
-
-    def _note_removed(self, repo: str, commit: str) -> None:
-        if self.ledger is None:
-            return
-        with exclusive(str(self.ledger) + ".lock"):
-            atomic_write_json(self.ledger, sorted(self._ledger_entries() - {(repo, commit)}))
 
 
 def stream_records(
