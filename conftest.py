@@ -66,9 +66,13 @@ def pytest_configure(config: pytest.Config) -> None:
         if not torch.cuda.is_available():
             raise pytest.UsageError("--gpu was given but torch sees no CUDA device; drop --gpu to run on the CPU")
     _pin_worker_resources(suite)
-    if not hasattr(config, "workerinput"):
-        from claims.progress import TerminalProgress
+    from claims.progress import TerminalProgress, bar_seconds
 
+    try:
+        bar_seconds()
+    except ValueError as err:
+        raise pytest.UsageError(str(err)) from None
+    if not hasattr(config, "workerinput"):
         config.pluginmanager.register(ClaimsReporter(config), "lpi-claims-reporter")
         config.pluginmanager.register(TerminalProgress(config), "lpi-claims-progress")
 

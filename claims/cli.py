@@ -15,6 +15,7 @@ from .export import FORMATS, export
 from .merge import RecordConflictError, merge_caches
 from .units import KINDS, drill_down, units_table
 from .options import OPTIONS
+from .progress import StderrAnnouncer
 from .report import build_report
 from .suite import FAMILIES, SuiteConfig
 from .table import table
@@ -28,6 +29,7 @@ def _add_claims_options(command: argparse.ArgumentParser, meaning: str) -> None:
             command.add_argument(f"--{option.name}", default=None, help=option.help)
     command.add_argument("--family", choices=FAMILIES, action="append", help="only this family (repeatable)")
     command.add_argument("--debug", action="store_true", help="show the traceback of an expected failure too")
+    command.add_argument("-q", "--quiet", action="store_true", help="no progress lines or bars")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -70,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "units":
             return _units(config, args)
         if args.command == "export":
-            written = export(config, args.family or FAMILIES, Path(args.out), args.format)
+            written = export(config, args.family or FAMILIES, Path(args.out), args.format, StderrAnnouncer(args.quiet))
             print("\n".join(f"wrote {path}" for path in written))
             return 0
         return _records(config, args) if args.command == "records" else _report(config, args)
@@ -98,20 +100,21 @@ def _records(config: SuiteConfig, args: argparse.Namespace) -> int:
         if not sep or not key:
             raise ValueError(f"--slurm-extra takes KEY=VALUE (an #SBATCH option without its dashes), not {item!r}")
         extra[key] = value
-    tasks = record_tasks(config, args.family or FAMILIES, announce=lambda line: print(line, file=sys.stderr, flush=True))
+    tasks = record_tasks(config, args.family or FAMILIES, announce=StderrAnnouncer(args.quiet))
     if args.shard:
         tasks = shard(tasks, *parse_shard(args.shard))
     slurm = SlurmOptions(args.slurm_partition, args.gpus_per_task, args.array_parallelism, args.time_limit, extra)
     executor = make_executor(args.executor, Path(args.log_dir), slurm, gpu=config.gpu)
-    print(f"lpi-claims records: {len(tasks)} checkpoints through the {args.executor} executor; cache {config.cache}", file=sys.stderr)
-    failed = wait(submit(executor, args.executor, config, tasks, args.workers))
+    if not args.quiet:
+        print(f"lpi-claims records: {len(tasks)} checkpoints through the {args.executor} executor; cache {config.cache}", file=sys.stderr)
+    failed = wait(submit(executor, args.executor, config, tasks, args.workers, args.quiet), out=None if args.quiet else sys.stderr)
     for name, error in failed.items():
         print(f"FAILED {name}: {error}", file=sys.stderr)
     return 1 if failed else 0
 
 
 def _units(config: SuiteConfig, args: argparse.Namespace) -> int:
-    announce = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    announce = StderrAnnouncer(args.quiet)
     for family in args.family or ["moe"]:
         found = drill_down(config, family, args.kind, args.top, args.examples_per_unit, announce)
         path = atomic_write_json(Path(config.report_dir) / f"units-{family}-{args.kind}.json", found)

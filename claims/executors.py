@@ -22,9 +22,10 @@ from typing import Sequence, TextIO
 import submitit
 from submitit.helpers import Checkpointable
 
-from fixtures.series import Announce, Checkpoint, silent
+from fixtures.series import Announcer, Checkpoint, silent
 
 from .loading import ensure_records
+from .progress import StderrAnnouncer
 from .suite import SuiteConfig
 
 EXECUTORS = ("local", "slurm", "debug")
@@ -52,7 +53,7 @@ class SlurmOptions:
     extra: dict[str, str] = field(default_factory=dict)  # more #SBATCH lines: {"account": "abc"} -> --account=abc
 
 
-def record_tasks(config: SuiteConfig, families: Sequence[str], announce: Announce = silent) -> list[RecordTask]:
+def record_tasks(config: SuiteConfig, families: Sequence[str], announce: Announcer = silent) -> list[RecordTask]:
     """Every checkpoint of the families' series, in (family, seed, step) order (miniature series built
     here if missing, `announce` getting their progress lines)."""
     config.build_all(families, announce=announce)
@@ -84,8 +85,8 @@ class ComputeRecords(Checkpointable):
     """A job: the records of `tasks` into `config`'s cache, starting `rotate` places in. On preemption
     or timeout submitit requeues the same call, which finds the stored records and computes the rest."""
 
-    def __call__(self, config: SuiteConfig, tasks: Sequence[RecordTask], rotate: int = 0, share: int = 1) -> list[str]:
-        ensure_records(config, [t.checkpoint for t in tasks], rotate=rotate, share=share)
+    def __call__(self, config: SuiteConfig, tasks: Sequence[RecordTask], rotate: int = 0, share: int = 1, quiet: bool = False) -> list[str]:
+        ensure_records(config, [t.checkpoint for t in tasks], rotate=rotate, share=share, announce=StderrAnnouncer(quiet))
         return [t.label for t in tasks]
 
 
@@ -118,22 +119,25 @@ def _visible_gpus() -> int:
     return torch.cuda.device_count()
 
 
-def submit(executor: submitit.Executor, kind: str, config: SuiteConfig, tasks: Sequence[RecordTask], workers: int) -> dict[str, submitit.Job]:
-    """Submit the jobs; a name (a checkpoint's label, or `worker i`) -> its job."""
+def submit(
+    executor: submitit.Executor, kind: str, config: SuiteConfig, tasks: Sequence[RecordTask], workers: int, quiet: bool = False
+) -> dict[str, submitit.Job]:
+    """Submit the jobs; a name (a checkpoint's label, or `worker i`) -> its job. Each job's log
+    (stderr) gets its progress lines unless `quiet`."""
     compute = ComputeRecords()
     if kind == "local":
         names = [f"worker {i + 1}" for i in range(min(workers, len(tasks)))]
-        jobs = [executor.submit(compute, config, list(tasks), i, len(names)) for i in range(len(names))]
+        jobs = [executor.submit(compute, config, list(tasks), i, len(names), quiet) for i in range(len(names))]
         return dict(zip(names, jobs))
     share = executor.parameters.get("array_parallelism", 1) if kind == "slurm" else 1  # tasks at once split --disk-budget
     with executor.batch():  # one array job on Slurm
-        jobs = [executor.submit(compute, config, [task], 0, share) for task in tasks]
+        jobs = [executor.submit(compute, config, [task], 0, share, quiet) for task in tasks]
     return {task.label: job for task, job in zip(tasks, jobs)}
 
 
-def wait(jobs: dict[str, submitit.Job], out: TextIO = sys.stderr, poll_s: float = 5.0) -> dict[str, str]:
-    """Wait for every job, printing done / running / failed counts as they change; the failed jobs'
-    names -> their log path and error."""
+def wait(jobs: dict[str, submitit.Job], out: TextIO | None = sys.stderr, poll_s: float = 5.0) -> dict[str, str]:
+    """Wait for every job, printing done / running / failed counts to `out` (None: nowhere) as
+    they change; the failed jobs' names -> their log path and error."""
     pending, failed, done, shown = dict(jobs), {}, 0, None
     while pending:
         for name, job in list(pending.items()):
@@ -148,7 +152,7 @@ def wait(jobs: dict[str, submitit.Job], out: TextIO = sys.stderr, poll_s: float 
                 failed[name] = f"{job.paths.stderr}: {lines[-1]}"
         running = sum(1 for job in pending.values() if job.state == "RUNNING")
         status = f"records: {done} done, {running} running, {len(failed)} failed, {len(pending) - running} waiting"
-        if status != shown:
+        if status != shown and out is not None:
             print(status, file=out, flush=True)
             shown = status
         if pending:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from fixtures.series import Announcer, silent
+
 from .atomic import atomic_directory
 from .labelled import load_series
 from .suite import SuiteConfig
@@ -19,25 +21,29 @@ FORMATS = ("netcdf", "parquet")
 MARKER = ".lpi-claims-export"  # an export directory: only such a directory is replaced
 
 
-def export(config: SuiteConfig, families: Sequence[str], out: Path, fmt: str) -> list[Path]:
-    """Write the families' series to `out` in `fmt`; the paths written."""
+def export(config: SuiteConfig, families: Sequence[str], out: Path, fmt: str, announce: Announcer = silent) -> list[Path]:
+    """Write the families' series to `out` in `fmt`; the paths written (`announce` shows the progress)."""
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     out = Path(out)
     if out.exists() and not (out / MARKER).exists():
         raise ValueError(f"--out {out} exists and was not written by lpi-claims export (it would be replaced whole): name a new directory")
-    datasets = {family: load_series(config, family) for family in families}  # everything read before anything is written
+    datasets = {family: load_series(config, family, announce) for family in families}  # everything read before anything is written
+    if fmt == "netcdf":  # (family, variable): a file per family, or per family and variable
+        files = [(family, None) for family in datasets]
+    else:
+        files = [(family, variable) for family in datasets for variable in datasets[family].data_vars]
+    announce(f"export: writing {len(files)} {fmt} files to {out}")
     names = []
     with atomic_directory(out) as directory:
         (directory / MARKER).write_text("written by lpi-claims export; the next export to this directory replaces it whole\n")
-        for family, dataset in datasets.items():
-            if fmt == "netcdf":
-                dataset.to_netcdf(directory / f"{family}.nc")
+        for family, variable in announce.bar(files, desc=f"export {fmt}", unit="file"):
+            if variable is None:
                 names.append(f"{family}.nc")
+                datasets[family].to_netcdf(directory / names[-1])
                 continue
-            for variable in dataset.data_vars:
-                table = dataset[variable].to_dataframe().reset_index()
-                table.attrs = {}
-                table.to_parquet(directory / f"{family}.{variable}.parquet", index=False)
-                names.append(f"{family}.{variable}.parquet")
+            names.append(f"{family}.{variable}.parquet")
+            table = datasets[family][variable].to_dataframe().reset_index()
+            table.attrs = {}
+            table.to_parquet(directory / names[-1], index=False)
     return [Path(out) / name for name in names]

@@ -14,7 +14,7 @@ import torch
 import xarray as xr
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from fixtures.series import Checkpoint
+from fixtures.series import Announcer, Checkpoint, silent
 from lpi_core.adapters import adapter_for
 from lpi_core.labels import unit_names, scores_dataset
 
@@ -32,8 +32,9 @@ def _meta_model(checkpoint: Checkpoint) -> torch.nn.Module:
         return AutoModelForCausalLM.from_config(config)
 
 
-def load_series(config: SuiteConfig, family: str) -> xr.Dataset:
-    """Every seed's series of `family` from the cache (FileNotFoundError naming what is missing)."""
+def load_series(config: SuiteConfig, family: str, announce: Announcer = silent) -> xr.Dataset:
+    """Every seed's series of `family` from the cache (FileNotFoundError naming what is missing);
+    `announce` shows a bar over the series read."""
     series_list = config.series(family, build=False)
     data, options = config.data(), config.run_options()
     store = RecordStore(config.cache)
@@ -41,7 +42,7 @@ def load_series(config: SuiteConfig, family: str) -> xr.Dataset:
     adapter = adapter_for(model)
     shapes = {"ffn": (adapter.num_experts, adapter.ffn_dim), "attn": (adapter.num_heads, adapter.head_dim)}
     seeds = []
-    for series in series_list:
+    for series in announce.bar(series_list, desc=f"{family}: reading records", unit="series"):
         found, missing = store.load_all(series.checkpoints, data, options)
         if missing:
             raise FileNotFoundError(

@@ -5,7 +5,7 @@ import os
 from typing import Sequence
 
 from fixtures.hub import RevisionError
-from fixtures.series import Announce, Checkpoint, silent
+from fixtures.series import Announcer, Checkpoint, silent
 from lpi_core.adapters import UnsupportedArchitectureError
 from lpi_core.data import RelationFileError
 from lpi_core.loading import CheckpointError
@@ -27,7 +27,7 @@ SERIES_ERRORS = (
 
 
 def ensure_records(
-    config: SuiteConfig, checkpoints: Sequence[Checkpoint], rotate: int = 0, announce: Announce = silent, share: int = 1
+    config: SuiteConfig, checkpoints: Sequence[Checkpoint], rotate: int = 0, announce: Announcer = silent, share: int = 1
 ) -> None:
     """Compute the checkpoints' missing records into the cache, from the `rotate`-th on; with
     --disk-budget, worker `rotate` of `share` streams every `share`-th checkpoint from the `rotate`-th
@@ -48,7 +48,7 @@ def ensure_records(
 
 
 def load_family(
-    config: SuiteConfig, family: str, compute: bool, rotate: int = 0, announce: Announce = silent
+    config: SuiteConfig, family: str, compute: bool, rotate: int = 0, announce: Announcer = silent
 ) -> tuple[list[SeriesMeasurements], dict]:
     """One family's measurements, one per seed, and what the report says about its series
     (`announce` gets a line as each series is built and each record computed).

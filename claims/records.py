@@ -24,6 +24,8 @@ import transformers
 
 from fixtures.series import Checkpoint
 from lpi_core import Attribution, LanguageModel, attribute, hits_at_k
+from lpi_core.bars import Progress
+from lpi_core.fused import use_fused
 from lpi_core.metrics import resample_weights, resampled_means, split_half_weights
 from lpi_core.reproducible import numeric_environment
 from lpi_core.tokenization import target_token_ids
@@ -116,8 +118,9 @@ def unit_scores(name: str, per_example: torch.Tensor, counts: torch.Tensor, spli
     }
 
 
-def compute_record(checkpoint: Checkpoint, data: Data, options: RunOptions, progress: bool = True) -> dict:
-    """Attribute one checkpoint and run its ablations; a dict of tensors and metadata."""
+def compute_record(checkpoint: Checkpoint, data: Data, options: RunOptions, progress: Progress = False) -> dict:
+    """Attribute one checkpoint and run its ablations; a dict of tensors and metadata (`progress`:
+    the attribution's bars, lpi_core.bars)."""
     started = time.time()
     lm = checkpoint.load(device=options.device, dtype=options.torch_dtype())
     where = f"{checkpoint.source}@{checkpoint.revision or checkpoint.step}"
@@ -174,6 +177,7 @@ def compute_record(checkpoint: Checkpoint, data: Data, options: RunOptions, prog
             "seconds": round(time.time() - started, 1),
             "versions": versions(),
             "machine": numeric_environment(),
+            "lpi_kernel": "fused" if use_fused("auto", lm.device) else "materialised",  # what attribute(kernel="auto") ran
             "format": RECORD_FORMAT,
         },
     }

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import torch
 
 import lpi_core
-from fixtures.series import Announce, Checkpoint, silent
+from fixtures.series import Announcer, Checkpoint, silent
 from claims.atomic import TMP_PREFIX, atomic_write_bytes
 from claims.locks import exclusive
 
@@ -158,16 +158,18 @@ class RecordStore:
         checkpoints: Sequence[Checkpoint],
         data: Data,
         options: RunOptions,
-        compute: Callable[[Checkpoint, Data, RunOptions], dict] = compute_record,
+        compute: Callable[[Checkpoint, Data, RunOptions], dict] | None = None,
         rotate: int = 0,
         poll_seconds: float = 0.5,
         keep: bool = True,
-        announce: Announce = silent,
+        announce: Announcer = silent,
     ) -> list[dict | None]:
         """The record of every checkpoint (of any series and seed), in order, computing the missing
         ones; `rotate` staggers the workers' starting points; `keep=False` only makes sure they exist
         (None in their place: a run's records together can exceed the memory); `announce` gets a
-        line when a record starts and when it is stored."""
+        line when a record starts and when it is stored, and the bars of `compute` (default
+        compute_record)."""
+        compute = compute or functools.partial(compute_record, progress=announce.bar)
         order = list(range(len(checkpoints)))
         if order:
             shift = rotate % len(order)

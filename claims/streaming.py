@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 from huggingface_hub import scan_cache_dir
 
 from fixtures.hub import hub_cache_dir
-from fixtures.series import Announce, Checkpoint, silent
+from fixtures.series import Announcer, Checkpoint, silent
 
 from .atomic import atomic_write_json
 from .locks import exclusive
@@ -134,7 +134,7 @@ def stream_records(
     stream: HubStream,
     has_record: Callable[[Checkpoint], bool],
     compute: Callable[[Checkpoint], None],
-    announce: Announce = silent,
+    announce: Announcer = silent,
 ) -> None:
     """Compute (and commit) the record of every checkpoint that has none, one after the other,
     downloading the next revision meanwhile where the budget allows and removing each revision

@@ -12,7 +12,7 @@ from typing import Sequence
 from fixtures.hub import hub_series
 from fixtures.miniature.build import MiniatureRun, build_all_series, build_series, prepare_miniature, run_directory
 from fixtures.miniature.presets import PRESETS
-from fixtures.series import Announce, CheckpointSeries, silent
+from fixtures.series import Announcer, CheckpointSeries, silent
 from lpi_core import evaluation_set
 from lpi_core.modes import MODES
 
@@ -139,7 +139,7 @@ class SuiteConfig:
             raise FileNotFoundError(f"the {self.preset} miniature run is not built in {self.cache}; run the claims first")
         return MiniatureRun(root)
 
-    def build_all(self, families: Sequence[str], rotate: int = 0, announce: Announce = silent) -> None:
+    def build_all(self, families: Sequence[str], rotate: int = 0, announce: Announcer = silent) -> None:
         """Build every seed's series of the miniature `families`, seed by seed, starting `rotate` places
         in and skipping what another worker is building, so that workers build side by side."""
         if self.suite != "miniature":
@@ -148,7 +148,7 @@ class SuiteConfig:
         shift = rotate % len(pairs) if pairs else 0
         build_all_series(self.miniature(True), pairs[shift:] + pairs[:shift], announce)
 
-    def series(self, family: str, build: bool = True, rotate: int = 0, announce: Announce = silent) -> list[CheckpointSeries]:
+    def series(self, family: str, build: bool = True, rotate: int = 0, announce: Announcer = silent) -> list[CheckpointSeries]:
         """The family's series, one per seed (seed order); `build` trains missing ones, from seed `rotate` on
         (`announce` gets their progress lines)."""
         if self.suite == "miniature":

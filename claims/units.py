@@ -15,7 +15,7 @@ from tabulate import tabulate
 import torch
 import xarray as xr
 
-from fixtures.series import Announce, silent
+from fixtures.series import Announcer, silent
 from lpi_core import attribute
 from lpi_core.routing import routing_frequency
 from lpi_core.tokenization import target_token_ids
@@ -68,7 +68,7 @@ def top_units(ds: xr.Dataset, kind: str = "ffn", top: int = 20, rank_by: str = "
     return units
 
 
-def drill_down(config: SuiteConfig, family: str, kind: str = "ffn", top: int = 20, examples: int = 5, announce: Announce = silent) -> dict:
+def drill_down(config: SuiteConfig, family: str, kind: str = "ffn", top: int = 20, examples: int = 5, announce: Announcer = silent) -> dict:
     """The drill-down of `family`'s top units (module docstring), as JSON-ready data."""
     if kind not in KINDS:
         raise ValueError(f"--kind must be ffn or attn, not {kind!r}")

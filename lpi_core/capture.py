@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
+from .bars import Progress, progress_bar
 from .loading import LanguageModel
 from .memory import release_cached_memory
 from .reproducible import single_thread_ops
@@ -132,7 +132,7 @@ def last_position_logits(
     batch_size: int = 16,
     before_batch: Callable[[torch.Tensor], None] | None = None,
     after_batch: Callable[[], None] | None = None,
-    progress: bool = False,
+    progress: Progress = False,
 ) -> torch.Tensor:
     """Forward the prompts in right-padded batches; the next-token logits at each last position, [N, V].
 
@@ -143,7 +143,7 @@ def last_position_logits(
     logits = []
     batches = range(0, len(encoded), batch_size)
     with single_thread_ops():
-        for start in tqdm(batches, desc="forward", disable=not progress, leave=False):
+        for start in progress_bar(progress, batches, desc="forward", leave=False):
             logits.append(_forward(lm, encoded[start : start + batch_size], before_batch, after_batch))
     return torch.cat(logits)
 
@@ -176,7 +176,7 @@ def _forward(
 
 
 def capture_last_position(
-    lm: LanguageModel, encoded: Sequence[Sequence[int]], batch_size: int = 16, progress: bool = False, positions: bool = False
+    lm: LanguageModel, encoded: Sequence[Sequence[int]], batch_size: int = 16, progress: Progress = False, positions: bool = False
 ) -> LastPositionCapture:
     """Run `encoded` prompts through the model and keep the last-position internals of every layer
     (and, with `positions`, each source position's term of the heads' values)."""

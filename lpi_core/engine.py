@@ -14,10 +14,10 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Literal, Sequence
 
 import torch
-from tqdm.auto import tqdm
-
 from .adapters import Adapter
+from .bars import Progress, progress_bar
 from .capture import LastPositionCapture, capture_last_position
+from .fused import KERNELS, use_fused
 from .loading import LanguageModel
 from .lpi import log_prob_increase
 from .memory import MIN_ELEMENTS, chunk_elements, halving_on_oom
@@ -75,12 +75,14 @@ def attribute(
     reduce: Literal["mean", "none"] = "mean",
     batch_size: int = 16,
     max_elements: int | None = None,
-    progress: bool = False,
+    progress: Progress = False,
     mode: str = "exact",
     attn_positions: str = "sum",
+    kernel: str = "auto",
 ) -> Attribution:
     """Gated-LPI scores of every unit of `lm` for the prompts' targets (exact unless `mode` is
-    "first-order", see modes.py; attention neurons by `attn_positions`, see the module docstring).
+    "first-order", see modes.py; attention neurons by `attn_positions`, see the module docstring;
+    the exact neuron kernel by `kernel`: auto, fused or materialised, see fused.py).
 
     Targets: `target_ids` if given, else the first token of each `targets` answer, else the
     model's own top-1 prediction.
@@ -91,6 +93,8 @@ def attribute(
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     if attn_positions not in ATTN_POSITIONS:
         raise ValueError(f"attn_positions must be one of {ATTN_POSITIONS}, not {attn_positions!r}")
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, not {kernel!r}")
     encoded = encode_prompts(lm.tokenizer, prompts, lm.max_positions)
     if target_ids is None and targets is not None:
         target_ids = target_token_ids(lm.tokenizer, targets)
@@ -99,7 +103,7 @@ def attribute(
     captured = capture_last_position(lm, encoded, batch_size=batch_size, progress=progress, positions=attn_positions == "each")
     if target_ids is None:
         target_ids = captured.logits.argmax(-1)
-    scores = score_capture(lm.adapter, captured, target_ids, max_elements=max_elements, progress=progress, mode=mode)
+    scores = score_capture(lm.adapter, captured, target_ids, max_elements=max_elements, progress=progress, mode=mode, kernel=kernel)
     return scores.mean() if reduce == "mean" else scores
 
 
@@ -115,10 +119,12 @@ def score_capture(
     captured: LastPositionCapture,
     target_ids: torch.Tensor,
     max_elements: int | None = None,
-    progress: bool = False,
+    progress: Progress = False,
     mode: str = "exact",
+    kernel: str = "auto",
 ) -> Attribution:
-    """Per-example scores of every unit, from one capture (see module docstring and modes.py).
+    """Per-example scores of every unit, from one capture (see module docstring and modes.py; the
+    exact neuron kernel by `kernel`, fused.py).
 
     Each torch op runs on one thread and the layers are scored side by side on the CPU's threads,
     so the scores are the same bits whatever the thread count. `max_elements` bounds each temporary (default: from the device's free memory); a layer that
@@ -126,12 +132,12 @@ def score_capture(
     """
     device = adapter.unembedding.device
     layers = captured.layer_input.shape[1]
-    bar = tqdm(total=layers, desc="attribute", disable=not progress, leave=False)
+    bar = progress_bar(progress, total=layers, desc="attribute", leave=False)
 
     @torch.no_grad()  # grad mode is per thread: the pool's threads need it too
     def layer_scores(l: int) -> dict[str, torch.Tensor | None]:
         scores = halving_on_oom(
-            lambda size: _layer_scores(adapter, captured, l, proj, w, size, mode),
+            lambda size: _layer_scores(adapter, captured, l, proj, w, size, mode, fused),
             max_elements or chunk_elements(device),
             MIN_ELEMENTS,
             f"attribution of layer {l}",
@@ -139,6 +145,7 @@ def score_capture(
         bar.update()
         return scores
 
+    fused = use_fused(kernel, device)  # compiled here, once, not in the layers' threads
     with single_thread_ops() as threads:  # the same bits whatever the thread count (reproducible.py)
         proj = FrozenProjection.from_final_residual(adapter, captured.final_residual.to(device))
         w = target_ids.to(device)
@@ -158,7 +165,8 @@ def score_capture(
 
 
 def _layer_scores(
-    adapter: Adapter, captured: LastPositionCapture, l: int, proj: FrozenProjection, w: torch.Tensor, max_elements: int, mode: str
+    adapter: Adapter, captured: LastPositionCapture, l: int, proj: FrozenProjection, w: torch.Tensor, max_elements: int, mode: str,
+    fused: bool,
 ) -> dict[str, torch.Tensor | None]:
     """Layer `l`'s scores of every example: layer, head, attention-neuron and FFN-neuron level (on the CPU)."""
     device = w.device
@@ -171,7 +179,7 @@ def _layer_scores(
         "attn_layer": log_prob_increase(z_attn, d_attn, w),
         "ffn_layer": log_prob_increase(z_ffn, proj.logits(captured.ffn_output[:, l].to(device)), w),
     }
-    at_attn, at_ffn = (scores_at(mode, proj, z, w, max_elements) for z in (z_attn, z_ffn))
+    at_attn, at_ffn = (scores_at(mode, proj, z, w, max_elements, fused) for z in (z_attn, z_ffn))
     w_o = adapter.o_proj(l).weight.detach().float()  # [hidden, heads * head_dim]
     values = captured.head_values[:, l].to(device)  # [N, heads * head_dim]
     scores["heads"] = at_attn.vectors(torch.einsum("nhd,ehd->nhe", values.view(n, heads, head_dim), w_o.view(-1, heads, head_dim)))

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from .fused import compiled_weighted_exp_sum
+
 DEFAULT_MAX_ELEMENTS = 1 << 24
 
 
@@ -31,6 +33,7 @@ def neuron_lpi(
     images: torch.Tensor,
     target: torch.Tensor,
     max_elements: int = DEFAULT_MAX_ELEMENTS,
+    fused: bool = False,
 ) -> torch.Tensor:
     """LPI of every neuron `n` whose logit change is `coefficients[b, n] · images[n]`.
 
@@ -40,7 +43,9 @@ def neuron_lpi(
     exponent is shifted by its maximum M = max_v c·img[n, v] (known from img's row max and min),
     and the weighted sum is a batched matrix-vector product. Entries whose shifted sum underflows
     are recomputed with a plain logsumexp. base [B, V], coefficients [B, N], images [N, V],
-    target [B] -> [B, N]; chunked so that no temporary exceeds `max_elements` values.
+    target [B] -> [B, N]; chunked so that no temporary exceeds `max_elements` values. `fused`:
+    the exponent, exp and weighted sum in one compiled pass (fused.py) instead of a materialised
+    exponent and a matrix product.
     """
     batch, vocab = base_logits.shape
     probs = torch.softmax(base_logits, -1)
@@ -49,15 +54,18 @@ def neuron_lpi(
     out = torch.empty_like(coefficients)
     rows_step = max(1, min(batch, max_elements // vocab))
     step = max(1, max_elements // (rows_step * vocab))
-    buffer = images.new_empty(rows_step * min(step, images.shape[0]) * vocab)  # reused: no page faults per chunk
+    buffer = None if fused else images.new_empty(rows_step * min(step, images.shape[0]) * vocab)  # reused: no page faults per chunk
     for r in range(0, batch, rows_step):
-        p = probs[r : r + rows_step, :, None]
+        p = probs[r : r + rows_step]
         for n in range(0, images.shape[0], step):
             c = coefficients[r : r + rows_step, n : n + step]
             img = images[n : n + step]
             shift = torch.where(c > 0, c * row_max[n : n + step], c * row_min[n : n + step])
-            exponent = torch.mul(img[None], c[:, :, None], out=buffer[: c.numel() * vocab].view(*c.shape, vocab))
-            weighted = torch.bmm(exponent.sub_(shift[:, :, None]).exp_(), p).squeeze(-1)
+            if fused:
+                weighted = compiled_weighted_exp_sum(p, c, img, shift)
+            else:
+                exponent = torch.mul(img[None], c[:, :, None], out=buffer[: c.numel() * vocab].view(*c.shape, vocab))
+                weighted = torch.bmm(exponent.sub_(shift[:, :, None]).exp_(), p[:, :, None]).squeeze(-1)
             lse_gain = shift + weighted.log()
             underflow = ~(weighted > 1e-30)
             if underflow.any():

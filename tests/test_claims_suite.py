@@ -49,7 +49,9 @@ def first_run(tmp_path_factory):
     """One full smoke run shared by the tests below (pytester is function-scoped, so run it by hand)."""
     base = tmp_path_factory.mktemp("claims")
     cache, report = base / "cache", base / "report"
-    done = subprocess.run(claims_command(cache, report), cwd=base, capture_output=True, text=True, env=ENV)
+    env = {**ENV, "LPI_CLAIMS_PROGRESS_SECONDS": "0.2"}  # bars would show as lines, but -q hides them
+    env.pop("TQDM_DISABLE")
+    done = subprocess.run(claims_command(cache, report), cwd=base, capture_output=True, text=True, env=env)
     return done, cache, report
 
 
@@ -327,7 +329,7 @@ def test_a_series_below_the_prior_baseline_is_flagged():
 
 def test_progress_lines_show_each_build_and_record_while_it_runs(first_run):
     """Under output capture and -q: a line when each series starts training and is built, and when each
-    record starts and is stored, all before the first verdict."""
+    record starts and is stored, all before the first verdict; no bars (they refresh every 0.2 s here)."""
     done, _, _ = first_run
     lines = done.stdout.splitlines()
     first_verdict = next(i for i, line in enumerate(lines) if line.startswith("claim "))
@@ -347,7 +349,10 @@ def test_progress_of_xdist_workers_reaches_the_controller_in_a_real_terminal(fir
     _, first_cache, _ = first_run
     cache, report = cache_with_the_built_run(first_cache, tmp_path / "cache"), tmp_path / "report"
     controller, terminal = pty.openpty()
-    run = subprocess.Popen(claims_command(cache, report, "-n", "2"), cwd=tmp_path, env=ENV, stdin=terminal, stdout=terminal, stderr=terminal)
+    env = {**ENV, "LPI_CLAIMS_PROGRESS_SECONDS": "0.2"}
+    env.pop("TQDM_DISABLE")
+    command = claims_command(cache, report, "-n", "2", "-v")  # -q -v: the default verbosity, bars shown
+    run = subprocess.Popen(command, cwd=tmp_path, env=env, stdin=terminal, stdout=terminal, stderr=terminal)
     os.close(terminal)
     output = b""
     while True:
@@ -365,6 +370,9 @@ def test_progress_of_xdist_workers_reaches_the_controller_in_a_real_terminal(fir
     stored = re.findall(r"lpi-claims: \[gw[01]\] record (moe|dense)/seed0/step(\d+): stored in \d+ s", text)
     assert sorted(stored) == sorted((f, str(s)) for f in ("moe", "dense") for s in (15, 30, 45, 60))  # each once, by a worker
     assert text.index("lpi-claims: [gw") < text.index("claims vs measured")
+    bars = re.findall(r"lpi-claims: \[gw[01]\] (forward|attribute): +(\d+)%\|[^|\n]*\| (\d+)/(\d+)", text)
+    assert bars and all(int(done) < int(total) for _, _, done, total in bars), text[-3000:]  # a running bar, as lines
+    assert {name for name, *_ in bars} <= {"forward", "attribute"}
 
 
 FAULT_PLUGIN = '''
@@ -562,7 +570,10 @@ def test_load_series_holds_each_records_numbers_at_named_coordinates_and_exports
     xr.testing.assert_equal(xr.load_dataset(tmp_path / "nc" / "moe.nc"), ds)
     assert main(["export", *options, "--format", "parquet", "--out", str(tmp_path / "pq")]) == 0
     assert main(["export", *options, "--format", "parquet", "--out", str(tmp_path / "pq")]) == 0  # its own export: replaced
-    assert "wrote" in capsys.readouterr().out
+    shown = capsys.readouterr()
+    assert "wrote" in shown.out and f"export: writing 6 parquet files to {tmp_path / 'pq'}" in shown.err
+    assert main(["export", *options, "--format", "parquet", "--out", str(tmp_path / "pq"), "-q"]) == 0
+    assert capsys.readouterr().err == ""  # -q: no progress
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
     assert main(["export", *options, "--out", str(tmp_path / "mine")]) == 2

@@ -26,22 +26,24 @@ def test_log_prob_increase_by_hand():
     torch.testing.assert_close(log_prob_increase(base, delta, torch.tensor([0])), expected)
 
 
-def test_neuron_lpi_equals_explicit_deltas_in_any_chunking():
+@pytest.mark.parametrize("fused", [False, True])
+def test_neuron_lpi_equals_explicit_deltas_in_any_chunking(fused):
     torch.manual_seed(0)
     base, coeff, images = torch.randn(5, 11), torch.randn(5, 7), torch.randn(7, 11)
     target = torch.tensor([0, 3, 10, 3, 1])
     explicit = log_prob_increase(base, coeff[:, :, None] * images[None], target)
     for max_elements in (1, 30, 1 << 20):
-        torch.testing.assert_close(neuron_lpi(base, coeff, images, target, max_elements), explicit)
+        torch.testing.assert_close(neuron_lpi(base, coeff, images, target, max_elements, fused), explicit)
 
 
+@pytest.mark.parametrize("kernel", ["fused", "materialised"])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_fast_scores_equal_reference(family):
+def test_fast_scores_equal_reference(family, kernel):
     lm = tiny_lm(family)
     prompts, answers = PROMPTS[SAMPLE], ANSWERS[SAMPLE]
     captured = capture_last_position(lm, encode_prompts(lm.tokenizer, prompts), batch_size=4)
     targets = target_token_ids(lm.tokenizer, answers)
-    fast = score_capture(lm.adapter, captured, targets, max_elements=1000)
+    fast = score_capture(lm.adapter, captured, targets, max_elements=1000, kernel=kernel)
     ref = reference_scores(lm, captured, targets)
     for name in ("ffn", "shared_ffn", "attn", "heads", "ffn_layer", "attn_layer"):
         if getattr(ref, name) is None:
@@ -122,14 +124,15 @@ def test_reduce_mean_and_target_override():
     assert (predicted.target_rank == 0).all()
 
 
-def test_neuron_lpi_survives_extreme_logits():
+@pytest.mark.parametrize("fused", [False, True])
+def test_neuron_lpi_survives_extreme_logits(fused):
     """A base distribution so peaked that the shifted sum underflows still gives the exact LPI."""
     base = torch.tensor([[0.0, -200.0, -200.0], [5.0, 0.0, -3.0]])
     images = torch.tensor([[0.0, 3.0, -1.0], [1.0, -2.0, 0.5]])
     coeff = torch.tensor([[60.0, -1.0], [2.0, 0.5]])
     target = torch.tensor([1, 0])
     explicit = log_prob_increase(base, coeff[:, :, None] * images[None], target)
-    torch.testing.assert_close(neuron_lpi(base, coeff, images, target), explicit)
+    torch.testing.assert_close(neuron_lpi(base, coeff, images, target, fused=fused), explicit)
 
 
 @pytest.mark.parametrize("family", ["olmoe", "olmo", "qwen2_moe", "llama", "olmo-clip"])

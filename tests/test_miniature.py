@@ -215,9 +215,9 @@ def test_two_builders_share_the_series_and_build_each_once(smoke, tmp_path):
         assert build_series(run, "moe", 1, wait=False) is None
     pairs = [(family, seed) for seed in (0, 1) for family in ("moe", "dense")]
     code = (
-        "import sys; from fixtures.miniature.build import build_all_series, prepare_miniature\n"
+        "import sys; from fixtures.miniature.build import build_all_series, prepare_miniature; from fixtures.series import Announcer\n"
         f"pairs = {pairs!r}; shift = int(sys.argv[1])\n"
-        f"build_all_series(prepare_miniature('smoke', {str(tmp_path)!r}), pairs[shift:] + pairs[:shift], announce=print)"
+        f"build_all_series(prepare_miniature('smoke', {str(tmp_path)!r}), pairs[shift:] + pairs[:shift], announce=Announcer(print))"
     )
     env = {**os.environ, "TQDM_DISABLE": "1"}
     builders = [subprocess.Popen([sys.executable, "-c", code, str(i)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True) for i in (0, 1)]
