@@ -28,6 +28,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         else:
             default = f" (default {option.default})" if option.default not in (None, "") else ""
             group.addoption(f"--{option.name}", default=None, help=option.help + default)
+    parser.getgroup("lpi-claims tests").addoption(
+        "--full-size", action="store_true", help="run the tests on checkpoints of the paper models' full sizes (minutes; ~5 GB of disk)"
+    )
 
 
 def suite_from_options(config: pytest.Config) -> SuiteConfig:
@@ -57,6 +60,7 @@ def _pin_worker_resources(suite: SuiteConfig) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "claim(id): a paper claim; the test passes when the claim replicates")
     config.addinivalue_line("markers", "gpu: needs CUDA; runs only with --gpu")
+    config.addinivalue_line("markers", "full_size: checkpoints of the paper models' full sizes; runs only with --full-size")
     suite = suite_from_options(config)
     config.stash[SUITE] = suite
     config.stash[FAMILIES_IN_RUN] = ()
@@ -106,12 +110,13 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("gpu"):
-        return
-    skip = pytest.mark.skip(reason="needs --gpu")
-    for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+    for marker, option in (("gpu", "gpu"), ("full_size", "full_size")):
+        if config.getoption(option):
+            continue
+        skip = pytest.mark.skip(reason=f"needs --{option.replace('_', '-')}")
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -123,6 +123,7 @@ def compute_record(checkpoint: Checkpoint, data: Data, options: RunOptions, prog
     the attribution's bars, lpi_core.bars)."""
     started = time.time()
     lm = checkpoint.load(device=options.device, dtype=options.torch_dtype())
+    loaded = time.time()
     where = f"{checkpoint.source}@{checkpoint.revision or checkpoint.step}"
     answer_ids = target_token_ids(lm.tokenizer, data.answers)
     attributed_ids = answer_ids if options.target == "answer" else None  # None: the model's top-1
@@ -131,6 +132,7 @@ def compute_record(checkpoint: Checkpoint, data: Data, options: RunOptions, prog
         attn_positions=options.attn_positions,
     )
     check_finite(att, lm, where)
+    attributed = time.time()
     n = len(data.prompts)
     counts = resample_weights(n, options.bootstrap)
     splits = split_half_weights(n, min(SPLITS, options.bootstrap))
@@ -175,6 +177,9 @@ def compute_record(checkpoint: Checkpoint, data: Data, options: RunOptions, prog
             "data": data.digest,
             "examples": n,
             "seconds": round(time.time() - started, 1),
+            "stage_seconds": {  # wall clock: loading, attribution, the rest (HIT@10 with its ablations, bootstrap)
+                "load": round(loaded - started, 1), "attribute": round(attributed - loaded, 1), "rest": round(time.time() - attributed, 1),
+            },
             "versions": versions(),
             "machine": numeric_environment(),
             "lpi_kernel": "fused" if use_fused("auto", lm.device) else "materialised",  # what attribute(kernel="auto") ran

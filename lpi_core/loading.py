@@ -1,15 +1,18 @@
 """Load a causal LM (hub id + revision, or a local `save_pretrained` directory) with its adapter."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 from safetensors import SafetensorError
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from huggingface_hub import hf_hub_download, snapshot_download
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from .adapters import Adapter, UnsupportedArchitectureError, adapter_for, SUPPORTED_MODEL_TYPES
+from .olmo_original import ORIGINAL_FILES, is_original_olmo, load_original_olmo
 
 
 class CheckpointError(OSError):
@@ -61,6 +64,8 @@ def load_model(
     name = str(name_or_path)
     hub = dict(revision=revision, cache_dir=None if hub_cache is None else str(hub_cache), local_files_only=offline)
     where = name if revision is None else f"{name} at revision {revision}"
+    if is_original_olmo(_config_as_written(name, hub)):
+        return _load_original_olmo(name, hub, where, device, dtype)
     try:
         config = AutoConfig.from_pretrained(name, **hub)
     except (OSError, ValueError) as err:
@@ -90,4 +95,32 @@ def load_model(
         name=name,
         revision=revision,
         commit=getattr(model.config, "_commit_hash", None),
+    )
+
+
+def _config_as_written(name: str, hub: dict) -> dict:
+    """config.json as stored (empty where it cannot be read; AutoConfig then names the problem)."""
+    local = Path(name) / "config.json"
+    try:
+        return json.loads(Path(local if local.exists() else hf_hub_download(name, "config.json", **hub)).read_text())
+    except Exception:  # a missing file, an unknown repo or revision, offline: all reported by the regular path
+        return {}
+
+
+def _load_original_olmo(name: str, hub: dict, where: str, device: str | torch.device, dtype: torch.dtype) -> LanguageModel:
+    """An original-format OLMo checkpoint (olmo_original.py), converted on load; its tokenizer from its
+    tokenizer.json (the class its tokenizer_config.json names may be ai2-olmo's own)."""
+    try:
+        directory = Path(name) if Path(name).is_dir() else Path(snapshot_download(name, allow_patterns=ORIGINAL_FILES, **hub))
+        model = load_original_olmo(directory, dtype).to(device)
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(directory)  # whatever class tokenizer_config.json names
+    except (OSError, ValueError, SafetensorError) as err:
+        again = f"`hf download {name} --revision {hub['revision']} --force-download`" if hub["revision"] else "a complete checkpoint"
+        raise CheckpointError(
+            f"{where}: an original-format OLMo checkpoint that cannot be read or converted ({err}); a missing or "
+            f"truncated file must be downloaded again: {again}."
+        ) from err
+    return LanguageModel(
+        model=model, tokenizer=tokenizer, adapter=adapter_for(model), name=name, revision=hub["revision"],
+        commit=directory.name if hub["revision"] is not None else None,
     )

@@ -62,7 +62,7 @@ def test_offline_with_nothing_downloaded_every_claim_is_not_measured_with_the_do
 
 def test_a_misspelt_moe_repository_fails_its_claims_and_the_dense_claims_still_run(tmp_path):
     dense = {"step10000-tokens41B": tiny_lm("olmo", seed=1), "step20000-tokens83B": tiny_lm("olmo", seed=2)}
-    make_hub_cache(tmp_path / "hf" / "hub", "allenai/OLMo-7B-0424-hf", dense)
+    make_hub_cache(tmp_path / "hf" / "hub", "allenai/OLMo-7B", dense)
     done = paper_run(tmp_path, "--moe-model", "allenai/OLMoE-1B-7B-O924", "--checkpoints", "10000,20000")
     assert_clean_failure(done)
     payload = json.loads((tmp_path / "report" / "claims.json").read_text())
@@ -93,11 +93,11 @@ def _local_hub(tmp_path: Path, dense_lm=None) -> None:
     moe = {"step10000-tokens41B": tiny_lm("olmoe", 1), "step20000-tokens83B": tiny_lm("olmoe", 2), "step30000-tokens126B": tiny_lm("olmoe", 3)}
     make_hub_cache(hub, "allenai/OLMoE-1B-7B-0924", moe)
     dense = dense_lm or tiny_lm("olmo", 1)
-    make_hub_cache(hub, "allenai/OLMo-7B-0424-hf", {"step10000-tokens41B": dense, "step20000-tokens83B": tiny_lm("olmo", 2)})
+    make_hub_cache(hub, "allenai/OLMo-7B", {"step10000-tokens41B": dense, "step20000-tokens83B": tiny_lm("olmo", 2)})
 
 
 def _dense_snapshot(tmp_path: Path, branch: str) -> Path:
-    repo = tmp_path / "hf" / "hub" / "models--allenai--OLMo-7B-0424-hf"
+    repo = tmp_path / "hf" / "hub" / "models--allenai--OLMo-7B"
     return repo / "snapshots" / (repo / "refs" / branch).read_text()
 
 
@@ -118,8 +118,8 @@ def test_truncated_weights_in_a_cached_snapshot_name_the_file(tmp_path):
     weights.write_bytes(weights.read_bytes()[:1000])
     done = paper_run(tmp_path, "--checkpoints", "10000,20000")
     _only_the_dense_side_fails(
-        tmp_path, done, "allenai/OLMo-7B-0424-hf at revision step20000-tokens83B", "truncated",
-        "hf download allenai/OLMo-7B-0424-hf --revision step20000-tokens83B --force-download",
+        tmp_path, done, "allenai/OLMo-7B at revision step20000-tokens83B", "truncated",
+        "hf download allenai/OLMo-7B --revision step20000-tokens83B --force-download",
     )
 
 
@@ -137,9 +137,9 @@ def test_an_unsupported_architecture_in_the_hub_cache_names_the_supported_ones(t
 
 def test_a_revision_missing_from_the_local_hub_cache_is_named_with_its_download_command(tmp_path):
     _local_hub(tmp_path)
-    refs = json.dumps({"repo": "allenai/OLMo-7B-0424-hf", "branches": ["step10000-tokens41B", "step20000-tokens83B", "step30000-tokens126B"]})
-    cached = tmp_path / "cache" / "hub-refs" / "allenai--OLMo-7B-0424-hf.json"
+    refs = json.dumps({"repo": "allenai/OLMo-7B", "branches": ["step10000-tokens41B", "step20000-tokens83B", "step30000-tokens126B"]})
+    cached = tmp_path / "cache" / "hub-refs" / "allenai--OLMo-7B.json"
     cached.parent.mkdir(parents=True)
     cached.write_text(refs)
     done = paper_run(tmp_path, "--checkpoints", "10000,30000")
-    _only_the_dense_side_fails(tmp_path, done, "lacks 1 revision(s): step30000-tokens126B", "hf download allenai/OLMo-7B-0424-hf --revision step30000-tokens126B")
+    _only_the_dense_side_fails(tmp_path, done, "lacks 1 revision(s): step30000-tokens126B", "hf download allenai/OLMo-7B --revision step30000-tokens126B")
