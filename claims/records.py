@@ -183,6 +183,7 @@ def compute_record(checkpoint: Checkpoint, data: Data, options: RunOptions, prog
             "versions": versions(),
             "machine": numeric_environment(),
             "lpi_kernel": "fused" if use_fused("auto", lm.device) else "materialised",  # what attribute(kernel="auto") ran
+            "precision": {"forward": options.dtype, "attribution": "float32"},  # the engine scores in float32 whatever the forward's dtype
             "format": RECORD_FORMAT,
         },
     }

@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import nn
 from safetensors import SafetensorError
 from huggingface_hub import hf_hub_download, snapshot_download
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+from transformers.utils import logging as hf_logging
 
 from .adapters import Adapter, UnsupportedArchitectureError, adapter_for, SUPPORTED_MODEL_TYPES
 from .olmo_original import ORIGINAL_FILES, is_original_olmo, load_original_olmo
@@ -64,7 +67,8 @@ def load_model(
     name = str(name_or_path)
     hub = dict(revision=revision, cache_dir=None if hub_cache is None else str(hub_cache), local_files_only=offline)
     where = name if revision is None else f"{name} at revision {revision}"
-    if is_original_olmo(_config_as_written(name, hub)):
+    written, commit = _config_as_written(name, hub)
+    if is_original_olmo(written):
         return _load_original_olmo(name, hub, where, device, dtype)
     try:
         config = AutoConfig.from_pretrained(name, **hub)
@@ -80,7 +84,8 @@ def load_model(
         )
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, **hub)
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, **hub).to(device)
+        with transformers_bars_off():  # a bar per checkpoint loaded is noise in a run that loads hundreds
+            model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, **hub).to(device)
     except (OSError, ValueError, SafetensorError) as err:
         again = f"`hf download {name} --revision {revision} --force-download`" if revision else "save_pretrained"
         raise CheckpointError(
@@ -94,17 +99,33 @@ def load_model(
         adapter=adapter_for(model),
         name=name,
         revision=revision,
-        commit=getattr(model.config, "_commit_hash", None),
+        commit=getattr(model.config, "_commit_hash", None) or commit,
     )
 
 
-def _config_as_written(name: str, hub: dict) -> dict:
-    """config.json as stored (empty where it cannot be read; AutoConfig then names the problem)."""
-    local = Path(name) / "config.json"
+@contextmanager
+def transformers_bars_off() -> Iterator[None]:
+    """transformers' own progress bars (loading weights) off inside the block."""
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
     try:
-        return json.loads(Path(local if local.exists() else hf_hub_download(name, "config.json", **hub)).read_text())
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+
+
+def _config_as_written(name: str, hub: dict) -> tuple[dict, str | None]:
+    """config.json as stored, and the commit of the hub snapshot holding it (None for a local
+    directory); ({}, None) where it cannot be read: AutoConfig then names the problem."""
+    local = Path(name) / "config.json"
+    if local.exists():
+        return json.loads(local.read_text()), None
+    try:
+        path = Path(hf_hub_download(name, "config.json", **hub))  # <cache>/models--…/snapshots/<commit>/config.json
+        return json.loads(path.read_text()), path.parent.name
     except Exception:  # a missing file, an unknown repo or revision, offline: all reported by the regular path
-        return {}
+        return {}, None
 
 
 def _load_original_olmo(name: str, hub: dict, where: str, device: str | torch.device, dtype: torch.dtype) -> LanguageModel:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 
+import pytest
 import torch
 from transformers import (
     AutoModelForCausalLM,
@@ -68,3 +69,11 @@ def tiny_lm(family: str, seed: int = 0) -> LanguageModel:
     config.pad_token_id = tok.pad_token_id
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     return wrap_model(model, tok, name=f"tiny-{family}")
+
+
+def needs_fused_kernel() -> None:
+    """Skip (saying why) where torch.compile cannot build the fused kernel: no C++ compiler."""
+    from lpi_core.fused import fused_available
+
+    if not fused_available("cpu"):
+        pytest.skip("the fused LPI kernel does not compile here (no C++ compiler?); the materialised path is tested instead")

@@ -11,7 +11,7 @@ from lpi_core.lpi import log_prob_increase, neuron_lpi
 from lpi_core.projection import FrozenProjection
 from lpi_core.reference import reference_scores
 from lpi_core.tokenization import encode_prompts, target_token_ids
-from tests.helpers import FAMILIES, MOE_FAMILIES, facts, tiny_lm
+from tests.helpers import FAMILIES, MOE_FAMILIES, facts, needs_fused_kernel, tiny_lm
 
 PROMPTS, ANSWERS = facts()
 SAMPLE = slice(0, 906, 151)  # six examples from different relations
@@ -28,6 +28,8 @@ def test_log_prob_increase_by_hand():
 
 @pytest.mark.parametrize("fused", [False, True])
 def test_neuron_lpi_equals_explicit_deltas_in_any_chunking(fused):
+    if fused:
+        needs_fused_kernel()
     torch.manual_seed(0)
     base, coeff, images = torch.randn(5, 11), torch.randn(5, 7), torch.randn(7, 11)
     target = torch.tensor([0, 3, 10, 3, 1])
@@ -39,6 +41,8 @@ def test_neuron_lpi_equals_explicit_deltas_in_any_chunking(fused):
 @pytest.mark.parametrize("kernel", ["fused", "materialised"])
 @pytest.mark.parametrize("family", FAMILIES)
 def test_fast_scores_equal_reference(family, kernel):
+    if kernel == "fused":
+        needs_fused_kernel()
     lm = tiny_lm(family)
     prompts, answers = PROMPTS[SAMPLE], ANSWERS[SAMPLE]
     captured = capture_last_position(lm, encode_prompts(lm.tokenizer, prompts), batch_size=4)
@@ -127,6 +131,8 @@ def test_reduce_mean_and_target_override():
 @pytest.mark.parametrize("fused", [False, True])
 def test_neuron_lpi_survives_extreme_logits(fused):
     """A base distribution so peaked that the shifted sum underflows still gives the exact LPI."""
+    if fused:
+        needs_fused_kernel()
     base = torch.tensor([[0.0, -200.0, -200.0], [5.0, 0.0, -3.0]])
     images = torch.tensor([[0.0, 3.0, -1.0], [1.0, -2.0, 0.5]])
     coeff = torch.tensor([[60.0, -1.0], [2.0, 0.5]])

@@ -191,6 +191,9 @@ def test_mean_abs_reading_stores_the_mean_of_the_absolute_scores_and_ranks_ablat
     torch.testing.assert_close(record["st_ffn"], mean_abs, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(record["ffn"], per_example.ffn.mean(0).reshape(layers, -1), atol=1e-6, rtol=1e-5)  # signed: R_t
     assert record["split_st_ffn"].shape == (10, *mean_abs.shape) and record["boot_st_attn"].shape[0] == 10
+    assert record["meta"]["precision"] == {"forward": "float32", "attribution": "float32"}
+    assert record["meta"]["lpi_kernel"] in ("fused", "materialised")
+    assert set(record["meta"]["stage_seconds"]) == {"load", "attribute", "rest"}
     experts, ffn_dim = per_example.ffn.shape[2:]
     top = mean_abs.reshape(-1).argsort(descending=True)[: round(0.01 * mean_abs.numel())]
     expected = {(int(i) // (experts * ffn_dim), int(i) // ffn_dim % experts, int(i) % ffn_dim) for i in top}
