@@ -22,7 +22,14 @@ def weighted_exp_sum(probs: torch.Tensor, coefficients: torch.Tensor, images: to
     return (torch.exp(coefficients[:, :, None] * images[None] - shift[:, :, None]) * probs[:, None, :]).sum(-1)
 
 
-compiled_weighted_exp_sum = torch.compile(weighted_exp_sum, dynamic=True)
+@functools.cache
+def _compiled():
+    return torch.compile(weighted_exp_sum, dynamic=True)  # made on first use: importing the compiler costs a second
+
+
+def compiled_weighted_exp_sum(probs: torch.Tensor, coefficients: torch.Tensor, images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """`weighted_exp_sum` in one fused pass (compiled on the first call; dynamic shapes)."""
+    return _compiled()(probs, coefficients, images, shift)
 
 
 @functools.cache

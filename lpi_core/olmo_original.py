@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import torch
-from transformers import OlmoConfig, OlmoForCausalLM
+
+if TYPE_CHECKING:  # transformers' OLMo modules are imported on use: they add a second to every import of lpi_core
+    from transformers import OlmoConfig, OlmoForCausalLM
 
 PREFIX = "model.transformer."
 REQUIRED = {  # setting -> the value OlmoForCausalLM computes with (None: absent is fine too)
@@ -34,8 +36,10 @@ def is_original_olmo(config: Mapping) -> bool:
     return config.get("model_type") in ("olmo", "hf_olmo") and "d_model" in config
 
 
-def olmo_config(original: Mapping) -> OlmoConfig:
+def olmo_config(original: Mapping) -> "OlmoConfig":
     """transformers' configuration of an original-format config.json (ValueError for what it cannot express)."""
+    from transformers import OlmoConfig
+
     unsupported = [f"{k}={original.get(k, DEFAULTS.get(k))!r}" for k, v in REQUIRED.items() if original.get(k, DEFAULTS.get(k)) != v]
     if unsupported:
         raise ValueError(f"original OLMo settings that transformers' OlmoForCausalLM cannot express: {', '.join(unsupported)}")
@@ -51,7 +55,7 @@ def olmo_config(original: Mapping) -> OlmoConfig:
     )
 
 
-def olmo_state_dict(original: Mapping[str, torch.Tensor], config: OlmoConfig) -> dict[str, torch.Tensor]:
+def olmo_state_dict(original: Mapping[str, torch.Tensor], config: "OlmoConfig") -> dict[str, torch.Tensor]:
     """OlmoForCausalLM's weights from an original-format state dict (keys `model.transformer.*`)."""
     head_dim = config.hidden_size // config.num_attention_heads
     split = [config.hidden_size, config.num_key_value_heads * head_dim, config.num_key_value_heads * head_dim]
@@ -89,8 +93,10 @@ def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
     raise FileNotFoundError(f"{directory}: no weights file ({', '.join(WEIGHT_FILES)})")
 
 
-def load_original_olmo(directory: str | Path, dtype: torch.dtype = torch.float32) -> OlmoForCausalLM:
+def load_original_olmo(directory: str | Path, dtype: torch.dtype = torch.float32) -> "OlmoForCausalLM":
     """An original-format checkpoint directory as transformers' OlmoForCausalLM (every weight checked present)."""
+    from transformers import OlmoForCausalLM
+
     directory = Path(directory)
     config = olmo_config(json.loads((directory / "config.json").read_text()))
     with torch.device("meta"):
