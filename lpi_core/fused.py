@@ -14,6 +14,8 @@ import warnings
 
 import torch
 
+from .reproducible import single_thread_ops
+
 KERNELS = ("auto", "fused", "materialised")
 
 
@@ -28,8 +30,10 @@ def _compiled():
 
 
 def compiled_weighted_exp_sum(probs: torch.Tensor, coefficients: torch.Tensor, images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """`weighted_exp_sum` in one fused pass (compiled on the first call; dynamic shapes)."""
-    return _compiled()(probs, coefficients, images, shift)
+    """`weighted_exp_sum` in one fused pass (compiled on the first call; dynamic shapes), compiled and
+    run on one thread: inductor's code for two threads split some reductions and gave other bits."""
+    with single_thread_ops():
+        return _compiled()(probs, coefficients, images, shift)
 
 
 @functools.cache
