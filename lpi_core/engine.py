@@ -145,7 +145,7 @@ def score_capture(
         bar.update()
         return scores
 
-    fused = use_fused(kernel, device)  # compiled here, once, not in the layers' threads
+    fused = mode == "exact" and use_fused(kernel, device)  # compiled here, once, not in the layers' threads; first-order needs no kernel
     with single_thread_ops() as threads:  # the same bits whatever the thread count (reproducible.py)
         proj = FrozenProjection.from_final_residual(adapter, captured.final_residual.to(device))
         w = target_ids.to(device)
