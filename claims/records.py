@@ -55,7 +55,7 @@ class RunOptions:
     attn_positions: str = "sum"  # the attention-neuron reading, one of ATTN_POSITIONS
     device: str = "cpu"
     dtype: str = "float32"
-    batch_size: int = 32
+    batch_size: int = 64  # prompts per forward pass, in length order (capture.last_position_logits)
     mode: str = "exact"  # "exact" Gated-LPI, or its "first-order" approximation (lpi_core.modes)
 
     def __post_init__(self) -> None:
@@ -150,7 +150,10 @@ def compute_record(checkpoint: Checkpoint, data: Data, options: RunOptions, prog
             mask_ffn=[(int(i) // (experts * ffn_dim), int(i) // ffn_dim % experts, int(i) % ffn_dim) for i in top_ffn]
         ),
     }
-    hits = {"base": hits_at_k(lm, data.prompts, answer_ids, batch_size=options.batch_size)}  # HIT@10 always of the answer
+    if options.target == "answer":  # HIT@10 is always of the answer: the attribution's own forward pass ranked it
+        hits = {"base": att.target_rank < 10}
+    else:
+        hits = {"base": hits_at_k(lm, data.prompts, answer_ids, batch_size=options.batch_size)}
     for name, mask in masks.items():
         hits[name] = hits_at_k(lm, data.prompts, answer_ids, batch_size=options.batch_size, **mask)
     ffn, attn = att.ffn.reshape(n, layers, -1), att.attn.reshape(n, layers, -1)

@@ -15,6 +15,7 @@ import torch
 
 from .loading import LanguageModel
 from .capture import last_position_logits
+from .engine import target_rank
 from .tokenization import checked_target_ids, encode_prompts
 
 Head = tuple[int, int]
@@ -78,8 +79,7 @@ def hits_at_k(
     target_ids = checked_target_ids(target_ids, len(prompts), lm.adapter.unembedding.shape[0])
     with masked(lm, heads=mask_heads, ffn=mask_ffn):
         logits = last_position_logits(lm, encode_prompts(lm.tokenizer, prompts, lm.max_positions), batch_size)
-    top = logits.topk(k, dim=-1).indices
-    return (top == target_ids[:, None]).any(-1)
+    return target_rank(logits, target_ids) < k
 
 
 def hit_at_k(

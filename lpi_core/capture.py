@@ -134,18 +134,27 @@ def last_position_logits(
     after_batch: Callable[[], None] | None = None,
     progress: Progress = False,
 ) -> torch.Tensor:
-    """Forward the prompts in right-padded batches; the next-token logits at each last position, [N, V].
+    """Forward the prompts in right-padded batches of similar lengths (shortest first: little padding);
+    the next-token logits at each last position, [N, V], in the prompts' order.
 
-    `before_batch(last_positions)` and `after_batch()` frame each forward pass that succeeds; a
-    batch that runs out of GPU memory is split in two and retried. Every op runs on one thread, so
-    the logits are the same bits whatever the thread count (reproducible.py).
+    `before_batch(last_positions)` and `after_batch()` frame each forward pass that succeeds (in the
+    batches' order, see `length_order`); a batch that runs out of GPU memory is split in two and
+    retried. Every op runs on one thread, so the logits are the same bits whatever the thread count
+    (reproducible.py).
     """
+    order = length_order(encoded)
+    by_length = [encoded[i] for i in order]
     logits = []
     batches = range(0, len(encoded), batch_size)
     with single_thread_ops():
         for start in progress_bar(progress, batches, desc="forward", leave=False):
-            logits.append(_forward(lm, encoded[start : start + batch_size], before_batch, after_batch))
-    return torch.cat(logits)
+            logits.append(_forward(lm, by_length[start : start + batch_size], before_batch, after_batch))
+    return torch.cat(logits)[order.argsort()]
+
+
+def length_order(encoded: Sequence[Sequence[int]]) -> torch.Tensor:
+    """The order in which `last_position_logits` forwards the prompts: by length, ties in input order."""
+    return torch.tensor(sorted(range(len(encoded)), key=lambda i: len(encoded[i])), dtype=torch.long)
 
 
 def _forward(
@@ -195,12 +204,13 @@ def capture_last_position(
 
     with _eager_attention(lm, positions), _recording_hooks(lm, batch, last, positions):
         logits = last_position_logits(lm, encoded, batch_size, before_batch, after_batch, progress=progress)
+    restore = length_order(encoded).argsort()  # the hooks recorded the batches in length order
 
     def stacked(key: str) -> torch.Tensor | None:
         if key not in record:
             return None
         per_layer = [torch.cat(_padded(record[key][l])) for l in sorted(record[key])]
-        return torch.stack(per_layer, dim=1)
+        return torch.stack(per_layer, dim=1)[restore]
 
     index = stacked("router_index")
     return LastPositionCapture(
@@ -211,7 +221,7 @@ def capture_last_position(
         ffn_output=stacked("ffn_output"),
         router_weights=stacked("router_weights"),
         router_index=None if index is None else index.long(),
-        final_residual=torch.cat(record["final_residual"][-1]),
+        final_residual=torch.cat(record["final_residual"][-1])[restore],
         logits=logits,
         position_values=stacked("position_values"),
     )

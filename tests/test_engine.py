@@ -98,6 +98,22 @@ def test_capture_decomposes_the_forward_pass(family):
 
 
 @pytest.mark.parametrize("family", ["olmoe", "olmo"])
+def test_batches_in_length_order_give_each_prompt_its_own_results(family):
+    """Prompts of mixed lengths forwarded in length-ordered batches: every captured tensor and
+    logit row is the one of that prompt forwarded alone, in the prompts' own order."""
+    lm = tiny_lm(family)
+    encoded = encode_prompts(lm.tokenizer, PROMPTS[::60])
+    lengths = [len(e) for e in encoded]
+    assert lengths != sorted(lengths) and len(set(lengths)) > 3  # the order really changes
+    batched = capture_last_position(lm, encoded, batch_size=4)
+    alone = [capture_last_position(lm, [e], batch_size=1) for e in encoded]
+    for name in ("layer_input", "head_values", "ffn_output", "final_residual", "logits"):
+        torch.testing.assert_close(getattr(batched, name), torch.cat([getattr(a, name) for a in alone]), atol=1e-5, rtol=1e-4)
+    if family == "olmoe":
+        torch.testing.assert_close(batched.router_index, torch.cat([a.router_index for a in alone]))
+
+
+@pytest.mark.parametrize("family", ["olmoe", "olmo"])
 def test_layer_score_is_lpi_of_its_units_summed(family):
     lm = tiny_lm(family)
     adapter = lm.adapter

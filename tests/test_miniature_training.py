@@ -73,3 +73,26 @@ def test_moe_training_gives_the_same_weights_whatever_the_callers_thread_count()
         assert torch.get_num_threads() == caller_threads  # restored
         weights.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
     assert len(losses) == 4 and torch.equal(weights[0], weights[1])
+
+
+def test_mixed_precision_runs_the_forward_in_bfloat16_and_keeps_float32_weights():
+    shape = DenseShape(layers=2, hidden=32, heads=4, ffn_dim=64)
+    stream = torch.randint(64, (2000,), generator=torch.Generator().manual_seed(1))
+    results = {}
+    for precision in ("bfloat16", None):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(shape.config(64, 32, SPECIAL))
+        seen = []
+        model.model.layers[0].mlp.down_proj.register_forward_hook(lambda m, a, out: seen.append(out.dtype))
+        config = TrainConfig(steps=3, batch_size=4, seq_len=16, lr=1e-3, warmup_steps=1, mixed_precision=precision)
+        losses = train(model, stream, config, save_at=[], save=lambda *args: None, progress=False)
+        assert seen == [torch.bfloat16 if precision else torch.float32] * 3
+        assert {p.dtype for p in model.parameters()} == {torch.float32}
+        results[precision] = losses
+    assert results["bfloat16"] != results[None]  # bfloat16 rounding shows in the losses ...
+    assert results["bfloat16"] == pytest.approx(results[None], rel=0.02)  # ... and changes them little
+
+
+def test_an_unknown_mixed_precision_is_refused_by_name():
+    with pytest.raises(ValueError, match="mixed_precision must be one of.*'float16'"):
+        TrainConfig(steps=1, batch_size=1, seq_len=8, lr=1e-3, warmup_steps=1, mixed_precision="float16")
