@@ -1,6 +1,7 @@
 """Fixtures of the claim tests: the run's measured series, computed once per process from the cache."""
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import pytest
@@ -9,7 +10,7 @@ from conftest import FAMILIES_IN_RUN, SUITE
 
 from .catalogue import claim_by_id
 from .evaluate import families_of, evaluate
-from .loading import SERIES_ERRORS, load_family, scales_for
+from .loading import SERIES_ERRORS, compute_one_built_record, load_family, scales_for
 from .measure import SeriesMeasurements
 from .progress import progress_for
 from .store import worker_index
@@ -28,7 +29,9 @@ def measured(pytestconfig) -> Callable[[str], list[SeriesMeasurements]]:
         if family not in cache:
             if not cache:  # first use: every series this session reads, built side by side with the other workers
                 try:
-                    suite.build_all(pytestconfig.stash[FAMILIES_IN_RUN], rotate=worker_index(), announce=announce)
+                    families = pytestconfig.stash[FAMILIES_IN_RUN]
+                    meanwhile = functools.partial(compute_one_built_record, suite, families, announce)
+                    suite.build_all(families, rotate=worker_index(), announce=announce, meanwhile=meanwhile)
                 except SERIES_ERRORS:
                     pass  # the family that cannot be built raises the same error from load_family below
             try:

@@ -47,6 +47,13 @@ def ensure_records(
     )
 
 
+def compute_one_built_record(config: SuiteConfig, families: Sequence[str], announce: Announcer = silent) -> bool:
+    """Compute one missing record of a series already built (what a worker does while another
+    worker's builds are all that is left); False, at once, if there is none to take."""
+    checkpoints = [c for s in config.built_series(families) for c in s.checkpoints]
+    return RecordStore(config.cache).compute_one_missing(checkpoints, config.data(), config.run_options(), announce=announce)
+
+
 def load_family(
     config: SuiteConfig, family: str, compute: bool, rotate: int = 0, announce: Announcer = silent
 ) -> tuple[list[SeriesMeasurements], dict]:

@@ -68,6 +68,7 @@ class CacheWriteError(OSError):
     """The cache cannot take a record: the disk is full, or the directory is read-only or not ours."""
 
 
+LEASED = object()  # a record another worker is computing
 UNWRITABLE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
@@ -169,7 +170,6 @@ class RecordStore:
         (None in their place: a run's records together can exceed the memory); `announce` gets a
         line when a record starts and when it is stored, and the bars of `compute` (default
         compute_record)."""
-        compute = compute or functools.partial(compute_record, progress=announce.bar)
         order = list(range(len(checkpoints)))
         if order:
             shift = rotate % len(order)
@@ -178,31 +178,58 @@ class RecordStore:
         while order:
             progressed = False
             for i in list(order):
-                key = record_key(checkpoints[i], data, options, self.directory.parent)
-                record = self.load(key)
-                if record is not None:  # a lease left beside a stored record (its holder killed before releasing) is garbage
-                    (self.directory / f"{key}.lease").unlink(missing_ok=True)
-                else:
-                    lease = self.lease(key)
-                    if not lease.try_acquire():
-                        continue  # another worker computes it; come back later
-                    try:
-                        record = self.load(key)
-                        if record is None:
-                            self._remove_temporaries(key)  # an interrupted write of this record
-                            started = time.time()
-                            announce(f"record {checkpoints[i].label}: computing ({len(data.prompts)} examples)")
-                            record = compute(checkpoints[i], data, options)
-                            self.save(key, record)
-                            announce(f"record {checkpoints[i].label}: stored in {time.time() - started:.0f} s")
-                    finally:
-                        lease.release()
+                record = self._stored_or_computed(checkpoints[i], data, options, compute, announce)
+                if record is LEASED:
+                    continue  # another worker computes it; come back later
                 found[i] = record if keep else None
                 order.remove(i)
                 progressed = True
             if order and not progressed:
                 time.sleep(poll_seconds)
         return [found[i] for i in range(len(checkpoints))]
+
+    def compute_one_missing(
+        self,
+        checkpoints: Sequence[Checkpoint],
+        data: Data,
+        options: RunOptions,
+        compute: Callable[[Checkpoint, Data, RunOptions], dict] | None = None,
+        announce: Announcer = silent,
+    ) -> bool:
+        """Compute the first of the checkpoints' records that is neither stored nor leased by another
+        worker; False, at once, if there is none (what a worker does while it waits for another)."""
+        for checkpoint in checkpoints:
+            if self.has(checkpoint, data, options):
+                continue
+            if self._stored_or_computed(checkpoint, data, options, compute, announce) is not LEASED:
+                return True
+        return False
+
+    def _stored_or_computed(
+        self, checkpoint: Checkpoint, data: Data, options: RunOptions, compute: Callable | None, announce: Announcer
+    ) -> dict | object:
+        """The checkpoint's record, loaded, or computed and stored under its lease; LEASED if another
+        worker holds the lease."""
+        key = record_key(checkpoint, data, options, self.directory.parent)
+        record = self.load(key)
+        if record is not None:  # a lease left beside a stored record (its holder killed before releasing) is garbage
+            (self.directory / f"{key}.lease").unlink(missing_ok=True)
+            return record
+        lease = self.lease(key)
+        if not lease.try_acquire():
+            return LEASED
+        try:
+            record = self.load(key)
+            if record is None:
+                self._remove_temporaries(key)  # an interrupted write of this record
+                started = time.time()
+                announce(f"record {checkpoint.label}: computing ({len(data.prompts)} examples)")
+                record = (compute or functools.partial(compute_record, progress=announce.bar))(checkpoint, data, options)
+                self.save(key, record)
+                announce(f"record {checkpoint.label}: stored in {time.time() - started:.0f} s")
+        finally:
+            lease.release()
+        return record
 
     def ensure(self, checkpoints: Sequence[Checkpoint], data: Data, options: RunOptions, **kwargs) -> dict[int, dict]:
         """`ensure_all` for the checkpoints of one series, by step."""

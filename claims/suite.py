@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from fixtures.hub import hub_series
 from fixtures.miniature.build import MiniatureRun, build_all_series, build_series, prepare_miniature, run_directory
@@ -139,14 +139,28 @@ class SuiteConfig:
             raise FileNotFoundError(f"the {self.preset} miniature run is not built in {self.cache}; run the claims first")
         return MiniatureRun(root)
 
-    def build_all(self, families: Sequence[str], rotate: int = 0, announce: Announcer = silent) -> None:
+    def build_all(
+        self, families: Sequence[str], rotate: int = 0, announce: Announcer = silent, meanwhile: Callable[[], bool] = lambda: False
+    ) -> None:
         """Build every seed's series of the miniature `families`, seed by seed, starting `rotate` places
-        in and skipping what another worker is building, so that workers build side by side."""
+        in and skipping what another worker is building, so that workers build side by side (calling
+        `meanwhile()` while only others' builds are left)."""
         if self.suite != "miniature":
             return
         pairs = [(family, seed) for seed in range(self.seed_count) for family in families]
         shift = rotate % len(pairs) if pairs else 0
-        build_all_series(self.miniature(True), pairs[shift:] + pairs[:shift], announce)
+        build_all_series(self.miniature(True), pairs[shift:] + pairs[:shift], announce, meanwhile=meanwhile)
+
+    def built_series(self, families: Sequence[str]) -> list[CheckpointSeries]:
+        """The miniature series of `families` already built, without building any (none for the paper suite)."""
+        if self.suite != "miniature":
+            return []
+        run = self.miniature(True)
+        return [self._chosen(run.series(f, s)) for f in families for s in range(self.seed_count) if run.is_built(f, s)]
+
+    def _chosen(self, series: CheckpointSeries) -> CheckpointSeries:
+        """The series at the run's --checkpoints (all of them when none are chosen)."""
+        return series.subset(sorted(self.checkpoints)) if self.checkpoints and self.suite == "miniature" else series
 
     def series(self, family: str, build: bool = True, rotate: int = 0, announce: Announcer = silent) -> list[CheckpointSeries]:
         """The family's series, one per seed (seed order); `build` trains missing ones, from seed `rotate` on
@@ -160,9 +174,7 @@ class SuiteConfig:
         else:
             repo = self.moe_model if family == "moe" else self.dense_model
             series = [hub_series(family, steps=list(self.checkpoints) or None, repo=repo, cache_dir=self.cache)]
-        if self.checkpoints and self.suite == "miniature":
-            series = [s.subset(sorted(self.checkpoints)) for s in series]
-        return series
+        return [self._chosen(s) for s in series]
 
     def as_dict(self) -> dict:
         return {**asdict(self), "seeds": self.seed_count}

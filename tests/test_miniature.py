@@ -20,7 +20,7 @@ from transformers import AutoModelForCausalLM
 
 from claims.cache import cache_root
 from claims.locks import exclusive
-from fixtures.miniature.build import MiniatureRun, build_miniature, build_series, prepare_miniature, run_directory
+from fixtures.miniature.build import MiniatureRun, build_all_series, build_miniature, build_series, prepare_miniature, run_directory
 from fixtures.miniature.corpus import object_counts, relation_facts, render_corpus
 from fixtures.miniature.figure import training_figure
 from fixtures.miniature.presets import PRESETS, width_scaled_init
@@ -226,6 +226,22 @@ def test_two_builders_share_the_series_and_build_each_once(smoke, tmp_path):
     trained = [[line.split(": training")[0] for line in out.splitlines() if ": training" in line] for out in outputs]
     assert all(trained) and sorted(trained[0] + trained[1]) == sorted(f"miniature smoke {f} seed {s}" for f, s in pairs)
     assert weights_digest(MiniatureRun(run.root)) == weights_digest(smoke)
+
+
+def test_a_builder_left_with_only_others_builds_does_other_work_instead_of_waiting(tmp_path):
+    run = prepare_miniature("smoke", tmp_path)
+    calls = []
+
+    def meanwhile() -> bool:
+        calls.append(time.time())
+        if len(calls) == 3:
+            raise InterruptedError  # stop the test's builder
+        return True  # it did some work: no sleep before looking at the builds again
+
+    with exclusive(str(run.root / "moe" / "seed0") + ".lock"), pytest.raises(InterruptedError):
+        build_all_series(run, [("moe", 0)], poll_seconds=5, meanwhile=meanwhile)
+    assert len(calls) == 3 and calls[-1] - calls[0] < 1  # no 5-second waits between them
+    assert not run.is_built("moe", 0)
 
 
 def test_hit_at_10_comes_back_in_step_order(tmp_path):

@@ -153,6 +153,21 @@ def test_ensure_all_keeps_the_order_of_checkpoints_of_several_series(tmp_path):
     assert len(RecordStore(tmp_path).computed_log()) == 3  # one record per (series, step), though two share step 1
 
 
+def test_compute_one_missing_takes_the_first_record_neither_stored_nor_leased_and_never_waits(tmp_path):
+    store = RecordStore(tmp_path)
+    store.ensure_all(CHECKPOINTS[:1], DATA, OPTIONS, compute=fake_record)  # stored
+    other = RecordStore(tmp_path).lease(record_key(CHECKPOINTS[1], DATA, OPTIONS, tmp_path))
+    assert other.try_acquire()  # another worker computes step 2
+    assert store.compute_one_missing(CHECKPOINTS[:3], DATA, OPTIONS, compute=fake_record)
+    assert [line[0] for line in store.computed_log()] == [record_key(c, DATA, OPTIONS, tmp_path) for c in (CHECKPOINTS[0], CHECKPOINTS[2])]
+    started = time.time()
+    assert not store.compute_one_missing(CHECKPOINTS[:3], DATA, OPTIONS, compute=fake_record)  # only the leased one is left
+    assert time.time() - started < 0.2  # no waiting on the other worker (a computation takes 0.2 s)
+    other.release()
+    assert store.compute_one_missing(CHECKPOINTS[:3], DATA, OPTIONS, compute=fake_record)
+    assert len(store.computed_log()) == 3
+
+
 def test_unit_scores_are_the_means_over_all_examples_each_resample_and_each_split_half():
     x = torch.tensor([[1.0, 2.0], [10.0, 20.0], [3.0, 4.0], [30.0, 40.0], [5.0, 6.0]])
     counts = torch.tensor([[5.0, 0, 0, 0, 0], [1, 1, 1, 1, 1]])
