@@ -528,6 +528,18 @@ def test_slurm_submission_is_one_array_with_the_partition_gpus_time_and_parallel
             make_executor("local", tmp_path / "local-jobs", gpu=True)
 
 
+def test_built_series_are_the_finished_ones_at_the_chosen_checkpoints_and_are_never_built(tmp_path):
+    from fixtures.miniature.build import build_series
+
+    config = SuiteConfig(preset="smoke", cache_dir=str(tmp_path / "cache"), checkpoints=(15, 45), seeds=2)
+    assert config.built_series(("moe", "dense")) == []  # nothing built, and asking builds nothing
+    assert not list((tmp_path / "cache").rglob("series.json"))
+    build_series(config.miniature(True), "dense", 1)
+    (series,) = config.built_series(("moe", "dense"))
+    assert (series.family, series.seed, series.steps) == ("dense", 1, [15, 45])
+    assert SuiteConfig(suite="paper", cache_dir=str(tmp_path / "cache")).built_series(("moe", "dense")) == []
+
+
 def test_a_failed_record_job_is_reported_with_its_log_and_error(tmp_path):
     from claims.executors import RecordTask, make_executor, submit, wait
     from fixtures.series import Checkpoint
