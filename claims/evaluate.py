@@ -114,8 +114,9 @@ def controls(claim: Claim, family: str, series: list[SeriesMeasurements], used: 
             k = max(1, round(0.01 * total))
             out[f"{kind} top-1% set"] = f"{k} of {total} units"
             out[f"{kind} random-set J"] = random_set_jaccard(total)
-            if kind == "ffn" and family == "moe":
-                routed = units["routed_ffn"]
+            routed_at = [r for s, r in zip(m.steps, m.routed_ffn) if s in used]  # the checkpoints used (none: not testable)
+            if kind == "ffn" and family == "moe" and routed_at:
+                routed = int(np.median(routed_at))
                 out["ffn routed units"] = routed
                 out["ffn random-set J over routed units"] = k / (2 * routed - k) if routed >= k else float("nan")
             ceilings = [float(np.mean([t.points[t.steps.index(s)] for s in used if s in t.steps])) for t in (getattr(x, f"ceiling_{kind}") for x in series) if any(s in t.steps for s in used)]

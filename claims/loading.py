@@ -76,7 +76,7 @@ def load_family(
                 f"{series.name} seed {series.seed}: the cache {config.cache} has no records for steps {steps}; run the claims on them first"
             )
         records = dict(zip(series.steps, found))
-        measured.append(measure_series(family, series.name, series.seed, series.total_steps, records))
+        measured.append(measure_series(family, series.name, series.seed, series.total_steps, records, series.onset))
         described.append(
             {
                 "seed": series.seed,

@@ -73,16 +73,13 @@ class SeriesMeasurements:
     profile_attn_reps: np.ndarray
     hit: Trajectory
     drops: dict[str, Trajectory]
-    units: dict[str, int]  # ffn, attn, heads, layers, routed_ffn (FFN units with a non-zero score)
+    units: dict[str, int]  # ffn, attn, heads, layers
+    routed_ffn: list[int]  # per checkpoint: the FFN units with a non-zero score (a MoE's routed ones)
+    onset: int | None  # the knowledge onset: the series' recorded one, else the first checkpoint with half its final HIT@10 gain
 
     @property
     def replicates(self) -> int:
         return self.hit.replicates.shape[0]
-
-    @property
-    def onset(self) -> int | None:
-        """The first checkpoint whose HIT@10 has made half of its final gain over chance."""
-        return knowledge_onset(self.steps, list(self.hit.points), self.chance)
 
     def profile(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
         return (self.profile_ffn, self.profile_ffn_reps) if kind == "ffn" else (self.profile_attn, self.profile_attn_reps)
@@ -107,8 +104,12 @@ def _top_sets(points: list[np.ndarray], reps: list[np.ndarray], halves: list[tup
     )
 
 
-def measure_series(family: str, name: str, seed: int, total_steps: int, records: dict[int, dict]) -> SeriesMeasurements:
-    """Every trajectory of a series, with its bootstrap replicates."""
+def measure_series(
+    family: str, name: str, seed: int, total_steps: int, records: dict[int, dict], onset: int | None = None
+) -> SeriesMeasurements:
+    """Every trajectory of a series, with its bootstrap replicates. `onset`: the knowledge onset the
+    series recorded over all 906 prompts (a miniature series); None: found from the records' HIT@10
+    (over the run's examples, at the attributed checkpoints)."""
     steps = sorted(records)
     recs = [records[s] for s in steps]
     array = lambda r, key: r[key].double().numpy()  # noqa: E731
@@ -144,13 +145,14 @@ def measure_series(family: str, name: str, seed: int, total_steps: int, records:
         values = np.array([jaccard_rows(a, b).mean() for a, b in halves])
         return Trajectory(steps, values, np.zeros((0, len(steps))))
 
+    chance = HIT_K / recs[0]["meta"]["vocab"]
     return SeriesMeasurements(
         family=family,
         name=name,
         seed=seed,
         steps=steps,
         total_steps=total_steps,
-        chance=HIT_K / recs[0]["meta"]["vocab"],
+        chance=chance,
         jstab_ffn=_pair_trajectory(steps, *sets_ffn, jaccard_rows),
         jstab_attn=_pair_trajectory(steps, *sets_attn, jaccard_rows),
         r_ffn=_pair_trajectory(steps, *ffn, positive_gain_concentration_rows),
@@ -168,6 +170,7 @@ def measure_series(family: str, name: str, seed: int, total_steps: int, records:
             "attn": int(attn[0][0].size),
             "heads": int(recs[0]["heads"].numel()),
             "layers": int(ffn[0][0].shape[0]),
-            "routed_ffn": int(np.median([np.count_nonzero(f) for f in ffn[0]])),
         },
+        routed_ffn=[int(np.count_nonzero(f)) for f in ffn[0]],
+        onset=onset if onset is not None else knowledge_onset(steps, [float(v) for v in base], chance),
     )

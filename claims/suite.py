@@ -24,6 +24,15 @@ from .streaming import parse_size
 FAMILIES = ("moe", "dense")
 
 
+def attributed_steps(steps: Sequence[int], onset: int | None) -> list[int]:
+    """The steps of a miniature series worth a record: those from its own knowledge onset on. The
+    paper scale anchors both families of a seed at the later of their onsets (claims/windows.py),
+    so an earlier checkpoint has no paper analogue under any pairing and no claim reads it. A
+    series that never reaches onset keeps them all (its claims are not testable either way)."""
+    kept = [s for s in steps if onset is None or s >= onset]
+    return kept if len(kept) >= 2 else list(steps)
+
+
 class SuiteOptionError(ValueError):
     """An option value that cannot work; raised at start-up."""
 
@@ -156,11 +165,13 @@ class SuiteConfig:
         if self.suite != "miniature":
             return []
         run = self.miniature(True)
-        return [self._chosen(run.series(f, s)) for f in families for s in range(self.seed_count) if run.is_built(f, s)]
+        return [self._attributed(run.series(f, s), run) for f in families for s in range(self.seed_count) if run.is_built(f, s)]
 
-    def _chosen(self, series: CheckpointSeries) -> CheckpointSeries:
-        """The series at the run's --checkpoints (all of them when none are chosen)."""
-        return series.subset(sorted(self.checkpoints)) if self.checkpoints and self.suite == "miniature" else series
+    def _attributed(self, series: CheckpointSeries, run: MiniatureRun) -> CheckpointSeries:
+        """The miniature series at the checkpoints the claims attribute: the run's --checkpoints (all
+        of them when none are chosen), from the series' own knowledge onset on (`attributed_steps`)."""
+        steps = sorted(self.checkpoints) if self.checkpoints else list(series.steps)
+        return series.subset(attributed_steps(steps, run.onset_step(series.family, series.seed)))
 
     def series(self, family: str, build: bool = True, rotate: int = 0, announce: Announcer = silent) -> list[CheckpointSeries]:
         """The family's series, one per seed (seed order); `build` trains missing ones, from seed `rotate` on
@@ -170,11 +181,9 @@ class SuiteConfig:
             count = self.seed_count
             order = [(rotate + i) % count for i in range(count)]
             built = {s: build_series(run, family, s, announce) if build else run.series(family, s) for s in order}
-            series = [built[s] for s in range(count)]
-        else:
-            repo = self.moe_model if family == "moe" else self.dense_model
-            series = [hub_series(family, steps=list(self.checkpoints) or None, repo=repo, cache_dir=self.cache)]
-        return [self._chosen(s) for s in series]
+            return [self._attributed(built[s], run) for s in range(count)]
+        repo = self.moe_model if family == "moe" else self.dense_model
+        return [hub_series(family, steps=list(self.checkpoints) or None, repo=repo, cache_dir=self.cache)]
 
     def as_dict(self) -> dict:
         return {**asdict(self), "seeds": self.seed_count}

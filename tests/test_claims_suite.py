@@ -40,6 +40,15 @@ def run_claims(pytester, cache: Path, report: Path, *args: str):
     )
 
 
+def attributed(cache: Path) -> list[tuple[str, int]]:
+    """(family, step) of each record a smoke run of the cache's built series computes: each series'
+    checkpoints from its own knowledge onset on (`claims.suite.attributed_steps`)."""
+    from claims.suite import attributed_steps
+
+    run = MiniatureRun(next((cache / "miniature").glob("smoke-*")))
+    return [(f, s) for f in ("moe", "dense") if run.is_built(f, 0) for s in attributed_steps(run.series(f).steps, run.onset_step(f))]
+
+
 def record_files(cache: Path) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in (cache / "records").glob("*.pt")}
 
@@ -75,12 +84,15 @@ def test_report_holds_every_check_with_its_interval_and_a_verdict_that_follows_t
     assert "## Paper scale" in markdown and "split-half ceiling" in markdown and "random-set J over routed units" in markdown
     for figure in ("fig1_jstab.png", "fig2_layer_trajectories.png", "fig3_4_layer_profiles.png", "fig5_ablation.png"):
         assert (report / figure).stat().st_size > 10_000
+    run = MiniatureRun(next((cache / "miniature").glob("smoke-*")))
     moe = payload["trajectories"]["moe"][0]
-    assert moe["steps"] == [15, 30, 45, 60] and len(moe["jstab_ffn"]["values"]) == 3 and moe["seed"] == 0
+    moe_steps = [s for s in (15, 30, 45, 60) if s >= run.onset_step("moe")]  # from the series' own onset on
+    assert moe["steps"] == moe_steps and moe["seed"] == 0
+    assert len(moe["jstab_ffn"]["values"]) == len(moe_steps) - 1
+    assert len(list((cache / "records").glob("*.pt"))) == len(attributed(cache)) < 8  # not the 4 checkpoints × 2 models
     versions = payload["context"]["versions"]
     assert versions["torch"] == torch.__version__ and re.fullmatch(r"\d+\.\d+\.\d+\+[0-9a-f]{12}", versions["code"])
     training = payload["context"]["miniature"]
-    run = MiniatureRun(next((cache / "miniature").glob("smoke-*")))
     data = evaluation_set()
     for family in ("moe", "dense"):
         assert training[family]["0"]["hit_at_10"] == {str(s): v for s, v in run.hit_at_10(family).items()}
@@ -104,7 +116,7 @@ def test_report_holds_every_check_with_its_interval_and_a_verdict_that_follows_t
 def test_rerun_reuses_the_cache(first_run, pytester):
     _, cache, report = first_run
     before = record_files(cache)
-    assert len(before) == 8  # 4 checkpoints × 2 models
+    assert len(before) == len(attributed(cache))
     result = run_claims(pytester, cache, report)
     assert result.ret in (0, 1)
     assert record_files(cache) == before  # nothing recomputed or rewritten
@@ -122,7 +134,7 @@ def test_k_moe_runs_the_moe_side_without_the_dense_series(first_run, tmp_path, p
     assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == len(MOE_TESTS)
     assert not list((cache / "miniature").glob("smoke-*/dense"))  # the dense series was neither built nor loaded
     assert {r["meta"]["family"] for r in records_by_checkpoint(cache).values()} == {"olmoe"}
-    assert len(RecordStore(cache).computed_log()) == 4  # the MoE's 4 checkpoints, nothing else
+    assert len(RecordStore(cache).computed_log()) == len(attributed(cache))  # the MoE's checkpoints from its onset on, nothing else
     assert "moe's own onset (the other family is not in this run)" in (report / "claims.md").read_text()
 
 
@@ -184,7 +196,7 @@ def records_by_checkpoint(cache: Path) -> dict[tuple[str, int], dict]:
 def assert_same_records(cache: Path, reference: Path) -> None:
     """Bit-identical scores, bootstrap replicates and hits, checkpoint by checkpoint."""
     ours, theirs = records_by_checkpoint(cache), records_by_checkpoint(reference)
-    assert ours.keys() == theirs.keys() and len(ours) == 8
+    assert ours.keys() == theirs.keys() and len(ours) == len(attributed(reference))
     for checkpoint, record in ours.items():
         for name, value in record.items():
             if isinstance(value, torch.Tensor):
@@ -222,7 +234,7 @@ def test_sigkill_in_the_middle_of_a_record_then_rerun_gives_the_uninterrupted_re
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
     assert run.returncode == -signal.SIGKILL
-    assert len(records_by_checkpoint(cache)) < 8 and any(p.suffix == ".lease" for p in (cache / "records").iterdir())
+    assert len(records_by_checkpoint(cache)) < len(attributed(cache)) and any(p.suffix == ".lease" for p in (cache / "records").iterdir())
 
     again = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True)
     assert again.returncode in (0, 1), again.stdout[-3000:]
@@ -230,7 +242,7 @@ def test_sigkill_in_the_middle_of_a_record_then_rerun_gives_the_uninterrupted_re
     assert same_claims(report, first_report)
     assert leftovers(cache) == []
     keys = [key for key, _, _ in RecordStore(cache).computed_log()]
-    assert len(keys) == len(set(keys)) == 8  # the interrupted record was computed once, by the rerun
+    assert len(keys) == len(set(keys)) == len(attributed(cache))  # the interrupted record was computed once, by the rerun
 
 
 def test_two_workers_compute_each_checkpoint_once_with_the_one_process_results(first_run, tmp_path):
@@ -240,7 +252,7 @@ def test_two_workers_compute_each_checkpoint_once_with_the_one_process_results(f
     assert done.returncode in (0, 1), done.stdout[-3000:]
     store = RecordStore(cache)
     log = store.computed_log()
-    assert len(log) == len({key for key, _, _ in log}) == 8  # every checkpoint exactly once
+    assert len(log) == len({key for key, _, _ in log}) == len(attributed(cache))  # every checkpoint exactly once
     assert {worker for _, _, worker in log} <= {"gw0", "gw1"}
     for key, digest, _ in log:
         assert hashlib.sha256(store.path(key).read_bytes()).hexdigest() == digest  # nothing corrupted
@@ -330,17 +342,18 @@ def test_a_series_below_the_prior_baseline_is_flagged():
 def test_progress_lines_show_each_build_and_record_while_it_runs(first_run):
     """Under output capture and -q: a line when each series starts training and is built, and when each
     record starts and is stored, all before the first verdict; no bars (they refresh every 0.2 s here)."""
-    done, _, _ = first_run
+    done, cache, _ = first_run
+    steps = {f: [s for g, s in attributed(cache) if g == f] for f in ("moe", "dense")}
     lines = done.stdout.splitlines()
     first_verdict = next(i for i, line in enumerate(lines) if line.startswith("claim "))
     progress = [line for line in lines[:first_verdict] if line.startswith("lpi-claims: ")]
     for family in ("moe", "dense"):
         assert f"lpi-claims: miniature smoke {family} seed 0: training 60 steps, then HIT@10 at 4 checkpoints" in progress
         assert any(re.fullmatch(rf"lpi-claims: miniature smoke {family} seed 0: built in \d+ s", line) for line in progress)
-        for step in (15, 30, 45, 60):
+        for step in steps[family]:
             assert f"lpi-claims: record {family}/seed0/step{step}: computing (120 examples)" in progress
             assert any(re.fullmatch(rf"lpi-claims: record {family}/seed0/step{step}: stored in \d+ s", line) for line in progress)
-    assert len(progress) == 2 * (2 + 2 * 4)  # one line per step start and end, nothing else
+    assert len(progress) == 2 * 2 + 2 * len(attributed(cache))  # one line per step start and end, nothing else
 
 
 def test_progress_of_xdist_workers_reaches_the_controller_in_a_real_terminal(first_run, tmp_path):
@@ -368,7 +381,7 @@ def test_progress_of_xdist_workers_reaches_the_controller_in_a_real_terminal(fir
     text = output.decode(errors="replace").replace("\r\n", "\n")
     assert run.returncode in (0, 1), text[-3000:]
     stored = re.findall(r"lpi-claims: \[gw[01]\] record (moe|dense)/seed0/step(\d+): stored in \d+ s", text)
-    assert sorted(stored) == sorted((f, str(s)) for f in ("moe", "dense") for s in (15, 30, 45, 60))  # each once, by a worker
+    assert sorted(stored) == sorted((f, str(s)) for f, s in attributed(cache))  # each once, by a worker
     assert text.index("lpi-claims: [gw") < text.index("claims vs measured")
     bars = re.findall(r"lpi-claims: \[gw[01]\] (forward|attribute): +(\d+)%\|[^|\n]*\| (\d+)/(\d+)", text)
     assert bars and all(int(done) < int(total) for _, _, done, total in bars), text[-3000:]  # a running bar, as lines
@@ -425,7 +438,7 @@ def test_sigint_during_a_record_then_rerun_gives_the_uninterrupted_results(first
     seen = []
     for line in run.stdout:  # the progress line says when a record is under way
         seen.append(line)
-        if "record moe/seed0/step15: computing" in line:
+        if re.search(r"record moe/seed0/step\d+: computing", line):
             run.send_signal(signal.SIGINT)
             break
     seen += run.stdout.readlines()
@@ -454,7 +467,7 @@ def test_records_command_computes_each_record_once_and_pytest_claims_then_comput
     cache = cache_with_the_built_run(first_cache, tmp_path / "cache")
     assert records_command(cache, tmp_path / "jobs", "--executor", executor, "--workers", "2") == 0
     log = RecordStore(cache).computed_log()
-    assert len(log) == len({key for key, _, _ in log}) == 8
+    assert len(log) == len({key for key, _, _ in log}) == len(attributed(cache))
     assert_same_records(cache, first_cache)
     done = subprocess.run(claims_command(cache, tmp_path / "report"), cwd=tmp_path, env=ENV, capture_output=True, text=True)
     assert done.returncode in (0, 1), done.stdout[-3000:]
@@ -471,14 +484,15 @@ def test_shards_split_the_checkpoints_and_merge_into_the_one_run_cache(first_run
     for i, cache in enumerate(shards, 1):
         assert records_command(cache, tmp_path / "jobs", "--executor", "debug", "--shard", f"{i}/2") == 0
     keys = [{p.stem for p in (cache / "records").glob("*.pt")} for cache in shards]
-    assert len(keys[0]) == len(keys[1]) == 4 and not keys[0] & keys[1]
+    records = len(attributed(first_cache))
+    assert sorted(map(len, keys)) == [records // 2, records - records // 2] and not keys[0] & keys[1]
     merged = tmp_path / "merged"
     assert main(["merge", str(shards[0]), str(shards[1]), "--cache-dir", str(merged)]) == 0
-    assert "8 records copied, 0 already there" in capsys.readouterr().out
+    assert f"{records} records copied, 0 already there" in capsys.readouterr().out
     assert_same_records(merged, first_cache)
     assert main(["report", *SMOKE_OPTIONS, "--cache-dir", str(merged), "--report-dir", str(tmp_path / "report")]) == 0
     assert main(["merge", str(shards[1]), "--cache-dir", str(merged)]) == 0
-    assert "0 records copied, 4 already there" in capsys.readouterr().out
+    assert f"0 records copied, {len(keys[1])} already there" in capsys.readouterr().out
 
     changed = sorted((shards[1] / "records").glob("*.pt"))[0]
     before = (merged / "records" / changed.name).read_bytes()
@@ -526,6 +540,51 @@ def test_slurm_submission_is_one_array_with_the_partition_gpus_time_and_parallel
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device is visible"):
             make_executor("local", tmp_path / "local-jobs", gpu=True)
+
+
+def test_a_miniature_series_is_attributed_from_its_own_onset_on():
+    from claims.suite import attributed_steps
+    from claims.windows import shared_scales
+
+    steps = [24, 48, 72, 96, 120, 150, 180, 240, 1200]
+    assert attributed_steps(steps, 72) == [72, 96, 120, 150, 180, 240, 1200]
+    assert attributed_steps(steps, 24) == steps and attributed_steps(steps, None) == steps
+    assert attributed_steps(steps, 1200) == steps  # one checkpoint from onset on: no pair to compare, so all of them
+    # the dropped checkpoints are those no pairing maps onto the paper: the shared anchor is the later onset
+    scales = shared_scales({"moe": {0: 150}, "dense": {0: 72}}, {"moe": {0: steps}, "dense": {0: steps}}, {"moe": 1200, "dense": 1200})
+    for family, onset in (("moe", 150), ("dense", 72)):
+        mapped = [s for s, p in zip(steps, scales[(family, 0)].paper_steps) if p is not None]
+        assert set(mapped) <= set(attributed_steps(steps, onset)) and mapped == [150, 180, 240, 1200]
+
+
+def test_the_checkpoints_before_onset_that_are_not_attributed_change_no_claim(first_run):
+    """The records a run skips (before each series' own onset) computed here, not stored: every
+    claim side evaluates to the same numbers, intervals, verdicts and checkpoints with them or without."""
+    from dataclasses import asdict
+
+    from claims.loading import scales_for
+    from claims.measure import measure_series
+    from claims.records import compute_record
+    from claims.report import evaluate_all
+
+    _, cache, _ = first_run
+    config = SuiteConfig(preset="smoke", cache_dir=str(cache), examples=120, bootstrap=20)
+    run, data, options, store = config.miniature(False), config.data(), config.run_options(), RecordStore(cache)
+    without, with_all = {}, {}
+    for family in ("moe", "dense"):
+        series = run.series(family)
+        stored = dict(zip(series.steps, store.load_all(series.checkpoints, data, options)[0]))
+        skipped = [c for c in series.checkpoints if stored[c.step] is None]
+        assert skipped and all(c.step < run.onset_step(family) for c in skipped)
+        everything = {**stored, **{c.step: compute_record(c, data, options) for c in skipped}}
+        kept = {s: r for s, r in stored.items() if r is not None}
+        assert series.onset == run.onset_step(family)  # the windows' anchor: the onset the build recorded over the 906 prompts
+        without[family] = [measure_series(family, series.name, 0, series.total_steps, kept, series.onset)]
+        with_all[family] = [measure_series(family, series.name, 0, series.total_steps, dict(sorted(everything.items())), series.onset)]
+    results = [evaluate_all(config, measured, scales_for(config, measured)) for measured in (without, with_all)]
+    as_text = lambda results: [json.dumps(asdict(r), default=str) for r in results]  # noqa: E731 (NaN equal to NaN)
+    assert as_text(results[0]) == as_text(results[1])
+    assert len(results[0]) == len(EVERY_TEST)
 
 
 def test_built_series_are_the_finished_ones_at_the_chosen_checkpoints_and_are_never_built(tmp_path):
