@@ -83,7 +83,7 @@ def miniature_training(run: MiniatureRun, seeds: dict[str, list[int]]) -> dict:
                 "onset_step": run.onset_step(family, seed),
                 "total_steps": run.series(family, seed).total_steps,
                 "prior_baseline_hit_at_10": run.prior_baseline_hit_at_10,
-                "final_hit_at_1": run.final_hit_at(family, seed, 1),
+                "final_hit_at_1": list(run.hit_at_1(family, seed).values())[-1],
                 "prior_baseline_hit_at_1": prior_hit_at_1,
             }
             for seed in family_seeds

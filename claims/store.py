@@ -108,7 +108,7 @@ class RecordStore:
         if not path.exists():
             return None
         try:
-            record = torch.load(path, weights_only=True)
+            record = torch.load(path, weights_only=True, mmap=True)  # tensors read from the page cache as needed, not copied
         except Exception:  # unreadable: written by an incompatible version, or damaged; recompute
             return None
         if not isinstance(record, dict) or record.get("meta", {}).get("format") != RECORD_FORMAT:

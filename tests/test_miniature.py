@@ -24,6 +24,7 @@ from fixtures.miniature.build import MiniatureRun, build_all_series, build_minia
 from fixtures.miniature.corpus import object_counts, relation_facts, render_corpus
 from fixtures.miniature.figure import training_figure
 from fixtures.miniature.presets import PRESETS, width_scaled_init
+from fixtures.miniature.train import token_stream
 from lpi_core import evaluation_set, hits_at_k
 from claims.atomic import TMP_PREFIX
 from lpi_core.metrics import knowledge_onset
@@ -97,6 +98,12 @@ def test_build_records_hit_at_10_onset_and_prior_baseline(smoke):
     lm = smoke.series("moe").at(steps[-1]).load()
     hits = hits_at_k(lm, data["prompt"], target_token_ids(lm.tokenizer, data["object"]))
     assert hit[steps[-1]] == pytest.approx(hits.float().mean().item())
+    hit_1 = smoke.hit_at_1("moe")  # from the same forward pass as HIT@10
+    assert list(hit_1) == steps and all(hit_1[s] <= hit[s] for s in steps)
+    top1 = hits_at_k(lm, data["prompt"], target_token_ids(lm.tokenizer, data["object"]), k=1)
+    assert hit_1[steps[-1]] == pytest.approx(top1.float().mean().item()) and 0 < hit_1[steps[-1]]
+    text = [Path(p) for p in smoke.manifest["text_files"]]
+    assert torch.equal(smoke.token_stream(), token_stream(lm.tokenizer, text)) and len(smoke.token_stream()) == smoke.manifest["tokens"]
     assert manifest["chance_hit_at_10"] == pytest.approx(10 / len(lm.tokenizer))
     assert manifest["onset_step"] == knowledge_onset(steps, list(hit.values()), manifest["chance_hit_at_10"])
     assert manifest["total_steps"] == PRESETS["smoke"].train.steps
