@@ -165,13 +165,13 @@ class SuiteConfig:
         if self.suite != "miniature":
             return []
         run = self.miniature(True)
-        return [self._attributed(run.series(f, s), run) for f in families for s in range(self.seed_count) if run.is_built(f, s)]
+        return [self._attributed(run.series(f, s)) for f in families for s in range(self.seed_count) if run.is_built(f, s)]
 
-    def _attributed(self, series: CheckpointSeries, run: MiniatureRun) -> CheckpointSeries:
+    def _attributed(self, series: CheckpointSeries) -> CheckpointSeries:
         """The miniature series at the checkpoints the claims attribute: the run's --checkpoints (all
         of them when none are chosen), from the series' own knowledge onset on (`attributed_steps`)."""
         steps = sorted(self.checkpoints) if self.checkpoints else list(series.steps)
-        return series.subset(attributed_steps(steps, run.onset_step(series.family, series.seed)))
+        return series.subset(attributed_steps(steps, series.onset))
 
     def series(self, family: str, build: bool = True, rotate: int = 0, announce: Announcer = silent) -> list[CheckpointSeries]:
         """The family's series, one per seed (seed order); `build` trains missing ones, from seed `rotate` on
@@ -181,7 +181,7 @@ class SuiteConfig:
             count = self.seed_count
             order = [(rotate + i) % count for i in range(count)]
             built = {s: build_series(run, family, s, announce) if build else run.series(family, s) for s in order}
-            return [self._attributed(built[s], run) for s in range(count)]
+            return [self._attributed(built[s]) for s in range(count)]
         repo = self.moe_model if family == "moe" else self.dense_model
         return [hub_series(family, steps=list(self.checkpoints) or None, repo=repo, cache_dir=self.cache)]
 
