@@ -66,6 +66,21 @@ def masked(lm: LanguageModel, heads: Iterable[Head] = (), ffn: Iterable[Neuron] 
                 down[:, neuron] = column
 
 
+def target_ranks(
+    lm: LanguageModel,
+    prompts: Sequence[str],
+    target_ids: Sequence[int] | torch.Tensor,
+    mask_heads: Iterable[Head] = (),
+    mask_ffn: Iterable[Neuron] = (),
+    batch_size: int = 16,
+) -> torch.Tensor:
+    """Per example: the target's rank among the model's next-token logits (0 = top-1; with the masks applied)."""
+    target_ids = checked_target_ids(target_ids, len(prompts), lm.adapter.unembedding.shape[0])
+    with masked(lm, heads=mask_heads, ffn=mask_ffn):
+        logits = last_position_logits(lm, encode_prompts(lm.tokenizer, prompts, lm.max_positions), batch_size)
+    return target_rank(logits, target_ids)
+
+
 def hits_at_k(
     lm: LanguageModel,
     prompts: Sequence[str],
@@ -76,10 +91,7 @@ def hits_at_k(
     batch_size: int = 16,
 ) -> torch.Tensor:
     """Per example: is the target among the model's top-k next tokens (with the masks applied)?"""
-    target_ids = checked_target_ids(target_ids, len(prompts), lm.adapter.unembedding.shape[0])
-    with masked(lm, heads=mask_heads, ffn=mask_ffn):
-        logits = last_position_logits(lm, encode_prompts(lm.tokenizer, prompts, lm.max_positions), batch_size)
-    return target_rank(logits, target_ids) < k
+    return target_ranks(lm, prompts, target_ids, mask_heads, mask_ffn, batch_size) < k
 
 
 def hit_at_k(
