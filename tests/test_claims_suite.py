@@ -1,6 +1,7 @@
 """The claims suite end to end on the smoke preset, through pytester (a separate pytest process)."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -434,7 +435,9 @@ def test_sigint_during_a_record_then_rerun_gives_the_uninterrupted_results(first
     _, first_cache, first_report = first_run
     cache, report = cache_with_the_built_run(first_cache, tmp_path / "cache"), tmp_path / "report"
     command = claims_command(cache, report)
-    run = subprocess.Popen(command, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Ctrl-C's disposition, whatever this process inherited (a shell's background job ignores SIGINT, and so would its child)
+    default_sigint = functools.partial(signal.signal, signal.SIGINT, signal.SIG_DFL)
+    run = subprocess.Popen(command, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=default_sigint)
     seen = []
     for line in run.stdout:  # the progress line says when a record is under way
         seen.append(line)
