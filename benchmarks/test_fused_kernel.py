@@ -1,6 +1,6 @@
 """The exact neuron kernel fused (one compiled pass, lpi_core/fused.py) against the materialised
 path, the reference of the same run, per layer on one CPU thread: the miniature default's MoE
-layer (906 examples × 32 experts of 24 + 64 attention neurons, vocabulary 1024) and a token's
+layer (906 examples × 32 experts of 48 + 128 attention neurons, vocabulary 1024) and a token's
 active slice of an OLMoE-1B-7B layer (8 examples × 8 experts of 1024, vocabulary 50304). The
 ratio materialised / fused is in extra_info; the one-off compile time too.
 
@@ -16,7 +16,7 @@ from lpi_core import fused
 from lpi_core.lpi import neuron_lpi
 from lpi_core.reproducible import single_thread_ops
 
-SHAPES = {"miniature-moe-layer": (906, 32 * 24 + 64, 1024), "olmoe-active-slice": (8, 8 * 1024, 50304)}
+SHAPES = {"miniature-moe-layer": (906, 32 * 48 + 128, 1024), "olmoe-active-slice": (8, 8 * 1024, 50304)}
 
 
 def kernel_inputs(examples: int, neurons: int, vocab: int):

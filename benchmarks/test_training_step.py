@@ -1,6 +1,6 @@
 """What the miniature MoE's training step costs with the experts as one grouped matmul (transformers'
 `experts_implementation="grouped_mm"`, the trainer's choice) against transformers' loop over the
-experts ("eager"), on the default preset's MoE (32 layers × 32 experts, top-4, 16 × 64 tokens),
+experts ("eager"), on the default preset's MoE (16 layers × 32 experts, top-4, 16 × 64 tokens),
 one thread per op as the trainer runs.
 
     pytest benchmarks/test_training_step.py -s
