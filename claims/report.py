@@ -74,7 +74,7 @@ def build_report(
 
 def miniature_training(run: MiniatureRun, seeds: dict[str, list[int]]) -> dict:
     """Per family and seed: HIT@10 over the 906 prompts at each step, onset, run length, the final
-    HIT@1, and the prior-only baselines (HIT@10 and HIT@1)."""
+    HIT@1, the prior-only baselines (HIT@10 and HIT@1) and the training precision."""
     prior_hit_at_1 = run.prior_baseline_hit_at(1)
     return {
         family: {
@@ -85,6 +85,7 @@ def miniature_training(run: MiniatureRun, seeds: dict[str, list[int]]) -> dict:
                 "prior_baseline_hit_at_10": run.prior_baseline_hit_at_10,
                 "final_hit_at_1": list(run.hit_at_1(family, seed).values())[-1],
                 "prior_baseline_hit_at_1": prior_hit_at_1,
+                "training_precision": run.training_precision,
             }
             for seed in family_seeds
         }

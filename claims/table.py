@@ -117,8 +117,9 @@ def markdown(results: Sequence[ClaimResult], context: dict) -> str:
             for seed, t in seeds.items():
                 hits = ", ".join(f"{step}: {value:.3f}" for step, value in t["hit_at_10"].items())
                 lines.append(f"- **{family}** seed {seed}: onset step {t['onset_step']} of {t['total_steps']}; HIT@10 {hits}")
-        prior = next(iter(next(iter(context["miniature"].values())).values()))["prior_baseline_hit_at_10"]
-        lines.append(f"- prior-only baseline (each relation's answers ranked by corpus frequency): HIT@10 {_value(prior)}")
+        first = next(iter(next(iter(context["miniature"].values())).values()))
+        lines.append(f"- prior-only baseline (each relation's answers ranked by corpus frequency): HIT@10 {_value(first['prior_baseline_hit_at_10'])}")
+        lines.append(f"- trained in {first['training_precision']}")
         lines += [f"- {line}" for line in facts_over_priors(context["miniature"])]
     lines += ["", "## Paper scale (checkpoint → paper step; — = before onset, no paper analogue)", ""]
     for key, text in context["scales"].items():

@@ -105,7 +105,8 @@ def test_report_holds_every_check_with_its_interval_and_a_verdict_that_follows_t
         assert list(training[family]["0"]["hit_at_10"]) == ["15", "30", "45", "60"] and training[family]["0"]["total_steps"] == 60
         assert training[family]["0"]["onset_step"] == run.onset_step(family)
         assert training[family]["0"]["prior_baseline_hit_at_10"] == run.prior_baseline_hit_at_10
-    assert (report / "fig0_training.png").stat().st_size > 10_000 and "## Training" in markdown
+        assert training[family]["0"]["training_precision"] == "float32"  # the smoke preset's
+    assert (report / "fig0_training.png").stat().st_size > 10_000 and "## Training" in markdown and "- trained in float32\n" in markdown
     machine = payload["context"]["machine"]
     assert machine["cpu"] == cpu_model() and machine["aten_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert f"cpu {cpu_model()}" in markdown and "compare its verdicts with the seed spread" in markdown
@@ -349,7 +350,7 @@ def test_progress_lines_show_each_build_and_record_while_it_runs(first_run):
     first_verdict = next(i for i, line in enumerate(lines) if line.startswith("claim "))
     progress = [line for line in lines[:first_verdict] if line.startswith("lpi-claims: ")]
     for family in ("moe", "dense"):
-        assert f"lpi-claims: miniature smoke {family} seed 0: training 60 steps, then HIT@10 at 4 checkpoints" in progress
+        assert f"lpi-claims: miniature smoke {family} seed 0: training 60 steps in float32, then HIT@10 at 4 checkpoints" in progress
         assert any(re.fullmatch(rf"lpi-claims: miniature smoke {family} seed 0: built in \d+ s", line) for line in progress)
         for step in steps[family]:
             assert f"lpi-claims: record {family}/seed0/step{step}: computing (120 examples)" in progress

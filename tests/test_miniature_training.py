@@ -1,15 +1,21 @@
 """The miniature trainer's parts on hand-made inputs: router z-loss, grouped-matmul experts, prior-only baseline."""
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+import platform
+from pathlib import Path
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from fixtures.miniature import presets
+from fixtures.miniature.build import MiniatureRun
 from fixtures.miniature.presets import DenseShape, MoeShape
 from fixtures.miniature.prior import prior_hits, prior_top_k
-from fixtures.miniature.train import TrainConfig, router_z_loss, train
+from fixtures.miniature.train import TrainConfig, native_bfloat16, router_z_loss, train
 
 SPECIAL = dict(bos_token_id=0, eos_token_id=0, pad_token_id=1)
 
@@ -96,3 +102,35 @@ def test_mixed_precision_runs_the_forward_in_bfloat16_and_keeps_float32_weights(
 def test_an_unknown_mixed_precision_is_refused_by_name():
     with pytest.raises(ValueError, match="mixed_precision must be one of.*'float16'"):
         TrainConfig(steps=1, batch_size=1, seq_len=8, lr=1e-3, warmup_steps=1, mixed_precision="float16")
+
+
+def test_bfloat16_kernels_are_reported_where_the_cpu_has_avx512_as_onednn_needs():
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists() or platform.machine() != "x86_64":
+        pytest.skip("reads the x86 CPU flags from /proc/cpuinfo")
+    flags = set(next(line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")).split(":", 1)[1].split())
+    assert native_bfloat16() == ({"avx512bw", "avx512vl", "avx512dq"} <= flags)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_bfloat16_preset_trains_in_float32_on_a_cpu_without_bfloat16_kernels(monkeypatch, native):
+    monkeypatch.setattr(presets, "native_bfloat16", lambda: native)
+    default = presets.PRESETS["default"]
+    resolved = presets.for_this_cpu(default)
+    assert resolved.train.mixed_precision == ("bfloat16" if native else None)
+    assert dataclasses.replace(resolved, train=default.train) == default  # nothing else changes ...
+    assert (resolved.key() == default.key()) == native  # ... but the cache key: the two builds differ
+    assert presets.for_this_cpu(presets.PRESETS["smoke"]) == presets.PRESETS["smoke"]  # float32 by choice
+
+
+@pytest.mark.parametrize(
+    "preset, mixed, expected",
+    [
+        ("default", "bfloat16", "bfloat16 mixed precision"),
+        ("default", None, "float32 (the preset's bfloat16 mixed precision: the CPU that built them has no bfloat16 kernels)"),
+        ("smoke", None, "float32"),
+    ],
+)
+def test_a_run_says_in_what_precision_its_models_trained(tmp_path, preset, mixed, expected):
+    (tmp_path / "manifest.json").write_text(json.dumps({"preset": preset, "config": {"train": {"mixed_precision": mixed}}}))
+    assert MiniatureRun(tmp_path).training_precision == expected
