@@ -20,7 +20,7 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("suite", "miniature (embedded default) or paper (hub checkpoints)", "miniature", choices=("miniature", "paper")),
     Option("preset", "miniature preset: smoke, default, compact or large", "default"),
-    Option("gpu", "run attribution on CUDA in bfloat16 (default: CPU, float32)", False, bool),
+    Option("gpu", "run attribution on CUDA in bfloat16 and train the miniature there (default: CPU, float32)", False, bool),
     Option("moe-model", "--suite paper: the MoE hub repository (default allenai/OLMoE-1B-7B-0924)"),
     Option("dense-model", "--suite paper: the dense hub repository (default allenai/OLMo-7B)"),
     Option("checkpoints", "comma-separated training steps: a subset of the series", ""),

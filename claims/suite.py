@@ -141,9 +141,11 @@ class SuiteConfig:
         return Data([data["prompt"][i] for i in idx], [data["object"][i] for i in idx])
 
     def miniature(self, build: bool = True) -> MiniatureRun:
+        """The miniature run, trained on the GPU under --gpu (each xdist worker's own: conftest.py)."""
+        device = "cuda" if self.gpu else "cpu"
         if build:
-            return prepare_miniature(self.preset, cache_dir=self.cache)
-        root = run_directory(self.preset, self.cache)
+            return prepare_miniature(self.preset, cache_dir=self.cache, device=device)
+        root = run_directory(self.preset, self.cache, device=device)
         if not (root / "manifest.json").exists():
             raise FileNotFoundError(f"the {self.preset} miniature run is not built in {self.cache}; run the claims first")
         return MiniatureRun(root)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from fixtures.miniature.build import build_miniature, run_directory
+from fixtures.miniature.evaluation import checkpoint_hits
 from lpi_core import attribute, wrap_model
 from lpi_core.memory import chunk_elements
 from tests.helpers import FAMILIES, facts, tiny_lm
@@ -27,3 +29,15 @@ def test_cuda_bfloat16_scores_match_cpu_float32(family):
 def test_gpu_chunks_follow_free_memory():
     free, _ = torch.cuda.mem_get_info()
     assert chunk_elements("cuda") == max(1 << 16, free // 64)
+
+
+def test_the_miniature_trains_on_the_gpu_in_its_own_cache_entry(tmp_path):
+    gpu = build_miniature("smoke", cache_dir=tmp_path, device="cuda")
+    assert gpu.manifest["config"]["train"]["device"] == "cuda" and gpu.root != run_directory("smoke", tmp_path)
+    assert gpu.training_precision == "float32 on a CUDA GPU"  # the smoke preset's precision
+    losses = gpu.losses("moe")
+    assert len(losses) == 60 and losses[-1] < losses[0] - 1.0
+    for family in ("moe", "dense"):
+        last = gpu.series(family).checkpoints[-1]
+        assert set(gpu.hit_at_10(family)) == {15, 30, 45, 60}
+        assert gpu.hit_at_10(family)[60] == pytest.approx(checkpoint_hits(last.source)[10], abs=0.01)  # on the CPU

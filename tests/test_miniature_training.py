@@ -112,25 +112,32 @@ def test_bfloat16_kernels_are_reported_where_the_cpu_has_avx512_as_onednn_needs(
     assert native_bfloat16() == ({"avx512bw", "avx512vl", "avx512dq"} <= flags)
 
 
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
 @pytest.mark.parametrize("native", [True, False])
-def test_a_bfloat16_preset_trains_in_float32_on_a_cpu_without_bfloat16_kernels(monkeypatch, native):
-    monkeypatch.setattr(presets, "native_bfloat16", lambda: native)
+def test_a_bfloat16_preset_trains_in_float32_where_the_device_has_no_bfloat16_kernels(monkeypatch, native, device):
+    monkeypatch.setattr(presets, "native_bfloat16", lambda on: native and on == device)
     default = presets.PRESETS["default"]
-    resolved = presets.for_this_cpu(default)
-    assert resolved.train.mixed_precision == ("bfloat16" if native else None)
+    resolved = presets.for_device(default, device)
+    assert resolved.train.mixed_precision == ("bfloat16" if native else None) and resolved.train.device == device
     assert dataclasses.replace(resolved, train=default.train) == default  # nothing else changes ...
-    assert (resolved.key() == default.key()) == native  # ... but the cache key: the two builds differ
-    assert presets.for_this_cpu(presets.PRESETS["smoke"]) == presets.PRESETS["smoke"]  # float32 by choice
+    assert (resolved.key() == default.key()) == (native and device == "cpu")  # ... but the cache key: the builds differ
+    assert presets.for_device(presets.PRESETS["smoke"]) == presets.PRESETS["smoke"]  # float32 on the CPU by choice
+
+
+def test_an_unknown_training_device_is_refused_by_name():
+    with pytest.raises(ValueError, match="device must be one of.*'mps'"):
+        TrainConfig(steps=1, batch_size=1, seq_len=8, lr=1e-3, warmup_steps=1, device="mps")
 
 
 @pytest.mark.parametrize(
-    "preset, mixed, expected",
+    "preset, train, expected",
     [
-        ("default", "bfloat16", "bfloat16 mixed precision"),
-        ("default", None, "float32 (the preset's bfloat16 mixed precision: the CPU that built them has no bfloat16 kernels)"),
-        ("smoke", None, "float32"),
+        ("default", {"mixed_precision": "bfloat16"}, "bfloat16 mixed precision"),
+        ("default", {"mixed_precision": "bfloat16", "device": "cuda"}, "bfloat16 mixed precision on a CUDA GPU"),
+        ("default", {"mixed_precision": None}, "float32 (the preset's bfloat16 mixed precision: the device that built them has no bfloat16 kernels)"),
+        ("smoke", {"mixed_precision": None, "device": "cpu"}, "float32"),
     ],
 )
-def test_a_run_says_in_what_precision_its_models_trained(tmp_path, preset, mixed, expected):
-    (tmp_path / "manifest.json").write_text(json.dumps({"preset": preset, "config": {"train": {"mixed_precision": mixed}}}))
+def test_a_run_says_where_and_in_what_precision_its_models_trained(tmp_path, preset, train, expected):
+    (tmp_path / "manifest.json").write_text(json.dumps({"preset": preset, "config": {"train": train}}))
     assert MiniatureRun(tmp_path).training_precision == expected
