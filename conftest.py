@@ -41,7 +41,8 @@ def suite_from_options(config: pytest.Config) -> SuiteConfig:
 
 
 def _pin_worker_resources(suite: SuiteConfig) -> None:
-    """One GPU per xdist worker, or its share of the CPU threads (before torch initialises CUDA)."""
+    """One GPU per xdist worker, or its share of the CPU threads (before torch initialises CUDA:
+    `torch.cuda.device_count()` counts through NVML without initialising it)."""
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker is None:
         return
@@ -64,12 +65,12 @@ def pytest_configure(config: pytest.Config) -> None:
     suite = suite_from_options(config)
     config.stash[SUITE] = suite
     config.stash[FAMILIES_IN_RUN] = ()
+    _pin_worker_resources(suite)  # first: CUDA reads CUDA_VISIBLE_DEVICES once, when it initialises
     if suite.gpu:
         import torch
 
         if not torch.cuda.is_available():
             raise pytest.UsageError("--gpu was given but torch sees no CUDA device; drop --gpu to run on the CPU")
-    _pin_worker_resources(suite)
     from claims.store import code_version
 
     code_version()  # the records' code version, fixed for the whole run even if a source file changes meanwhile

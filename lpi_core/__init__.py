@@ -4,7 +4,7 @@
     lm = load_model("allenai/OLMoE-1B-7B-0924", revision="step10000-tokens41B")
     att = attribute(lm, prompts, targets=answers)
 """
-__version__ = "0.3.0"
+__version__ = "0.3.1"
 
 from .ablation import hit_at_k, hits_at_k, masked
 from .adapters import SUPPORTED_MODEL_TYPES, UnsupportedArchitectureError

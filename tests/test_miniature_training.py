@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import platform
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from fixtures.miniature import presets
-from fixtures.miniature.build import MiniatureRun
+from fixtures.miniature.build import MiniatureRun, build_series, prepare_miniature, preset_config, run_directory
 from fixtures.miniature.presets import DenseShape, MoeShape
 from fixtures.miniature.prior import prior_hits, prior_top_k
 from fixtures.miniature.train import TrainConfig, native_bfloat16, router_z_loss, train
@@ -108,8 +109,13 @@ def test_bfloat16_kernels_are_reported_where_the_cpu_has_avx512_as_onednn_needs(
     cpuinfo = Path("/proc/cpuinfo")
     if not cpuinfo.exists() or platform.machine() != "x86_64":
         pytest.skip("reads the x86 CPU flags from /proc/cpuinfo")
+    if "ONEDNN_MAX_CPU_ISA" in os.environ:
+        pytest.skip("ONEDNN_MAX_CPU_ISA caps what oneDNN uses below what the CPU has")
     flags = set(next(line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")).split(":", 1)[1].split())
-    assert native_bfloat16() == ({"avx512bw", "avx512vl", "avx512dq"} <= flags)
+    if {"avx512bw", "avx512vl", "avx512dq"} <= flags:
+        assert native_bfloat16()
+    elif not flags & {"avx_ne_convert", "amx_bf16"}:  # AVX2 only (AVX-NE-CONVERT CPUs may have kernels of their own)
+        assert not native_bfloat16()
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
@@ -141,3 +147,27 @@ def test_an_unknown_training_device_is_refused_by_name():
 def test_a_run_says_where_and_in_what_precision_its_models_trained(tmp_path, preset, train, expected):
     (tmp_path / "manifest.json").write_text(json.dumps({"preset": preset, "config": {"train": train}}))
     assert MiniatureRun(tmp_path).training_precision == expected
+
+
+def test_a_run_built_in_bfloat16_is_found_from_a_cpu_without_bfloat16_kernels(tmp_path, monkeypatch):
+    """A report read on another host than the one that built: the lookup falls back to the preset's other precision."""
+    smoke = presets.PRESETS["smoke"]
+    bf16 = dataclasses.replace(smoke, train=dataclasses.replace(smoke.train, mixed_precision="bfloat16"))
+    monkeypatch.setattr(presets, "native_bfloat16", lambda device: True)
+    built = prepare_miniature(bf16, tmp_path)
+    assert built.manifest["config"]["train"]["mixed_precision"] == "bfloat16"
+    monkeypatch.setattr(presets, "native_bfloat16", lambda device: False)
+    assert preset_config(bf16).key() != built.manifest["key"]  # this host would build it in float32 ...
+    assert run_directory(bf16, tmp_path) == built.root  # ... but reads the bfloat16 build it finds
+    assert run_directory(smoke, tmp_path) != built.root  # not another preset's
+
+
+def test_a_given_config_keeps_its_training_device_and_a_gpu_build_without_cuda_is_refused(tmp_path, monkeypatch):
+    smoke = presets.PRESETS["smoke"]
+    on_gpu = dataclasses.replace(smoke, train=dataclasses.replace(smoke.train, device="cuda"))
+    assert preset_config(on_gpu).train.device == "cuda" and preset_config("smoke").train.device == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    run = prepare_miniature(on_gpu, tmp_path)
+    with pytest.raises(RuntimeError, match="no CUDA device here: build it on a GPU host"):
+        build_series(run, "moe")
+    assert not (run.root / "moe" / "seed0" / "series.json").exists()
