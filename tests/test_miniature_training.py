@@ -140,7 +140,7 @@ def test_an_unknown_training_device_is_refused_by_name():
     [
         ("default", {"mixed_precision": "bfloat16"}, "bfloat16 mixed precision"),
         ("default", {"mixed_precision": "bfloat16", "device": "cuda"}, "bfloat16 mixed precision on a CUDA GPU"),
-        ("default", {"mixed_precision": None}, "float32 (the preset's bfloat16 mixed precision: the device that built them has no bfloat16 kernels)"),
+        ("default", {"mixed_precision": None}, "float32 (not the preset's bfloat16 mixed precision: the training device has no bfloat16 kernels)"),
         ("smoke", {"mixed_precision": None, "device": "cpu"}, "float32"),
     ],
 )
