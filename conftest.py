@@ -71,9 +71,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
         if not torch.cuda.is_available():
             raise pytest.UsageError("--gpu was given but torch sees no CUDA device; drop --gpu to run on the CPU")
-    from claims.store import code_version
+    from claims.measurement_store import measure_code_version
 
-    code_version()  # the records' code version, fixed for the whole run even if a source file changes meanwhile
+    measure_code_version()  # the records' and measurements' code version, fixed for the whole run even if a source file changes meanwhile
     from claims.progress import TerminalProgress, bar_seconds
 
     try:

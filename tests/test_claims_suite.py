@@ -732,3 +732,82 @@ def test_html_report_in_a_headless_browser_loads_offline_lists_every_claim_and_s
         browser.close()
     assert errors == [] and outside == []
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def _as_text(measured) -> str:
+    """Every field of measurements as text (arrays in full, NaN equal to NaN): equal text, equal numbers."""
+    import numpy as np
+    from dataclasses import fields
+
+    def plain(value):
+        if isinstance(value, np.ndarray):
+            return [value.dtype.str, value.shape, value.tobytes().hex()]
+        if hasattr(value, "__dataclass_fields__"):
+            return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return json.dumps([plain(m) for m in measured], sort_keys=True)
+
+
+def test_the_run_stores_each_series_measurements_once_and_a_report_reads_them_unchanged(first_run, monkeypatch):
+    """The run's workers and report measure each series once between them (one file per series, no
+    lock left behind); reading them back gives bit for bit what measuring the records again gives,
+    without measuring."""
+    import claims.loading
+    from claims.loading import load_family
+    from claims.measure import measure_series
+
+    _, cache, _ = first_run
+    config = SuiteConfig(preset="smoke", cache_dir=str(cache), examples=120, bootstrap=20)
+    assert len(list((cache / "measurements").glob("*.pt"))) == 2 and not list((cache / "measurements").glob("*.lock"))
+    data, options, store = config.data(), config.run_options(), RecordStore(cache)
+    for family in ("moe", "dense"):
+        series = config.miniature(False).series(family)
+        kept = {s: r for s, r in zip(series.steps, store.load_all(series.checkpoints, data, options)[0]) if r is not None}
+        fresh = [measure_series(family, series.name, 0, series.total_steps, kept, series.onset)]
+        with monkeypatch.context() as patched:
+            patched.setattr(claims.loading, "measure_series", lambda *a: pytest.fail("measured again instead of read"))
+            stored = load_family(config, family, compute=False)[0]
+        assert _as_text(stored) == _as_text(fresh)
+
+
+def test_a_damaged_or_unwritable_measurement_store_is_measured_from(first_run, tmp_path, monkeypatch):
+    import errno
+
+    import claims.measurement_store
+    from claims.loading import load_family
+    from claims.measurement_store import decode
+
+    _, cache, _ = first_run
+    copy = tmp_path / "cache"
+    shutil.copytree(cache, copy)
+    config = SuiteConfig(preset="smoke", cache_dir=str(copy), examples=120, bootstrap=20)
+    expected = _as_text(load_family(config, "moe", compute=False)[0])
+    stored = {p: p.read_bytes() for p in (copy / "measurements").glob("*.pt")}
+    for path in stored:
+        path.write_bytes(b"not a measurement")
+    assert _as_text(load_family(config, "moe", compute=False)[0]) == expected  # measured again
+    replaced = [p for p in stored if p.read_bytes() != b"not a measurement"]
+    assert len(replaced) == 1 and decode(replaced[0].read_bytes()) is not None  # the MoE's written anew; the dense one untouched
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    shutil.rmtree(copy / "measurements")
+    monkeypatch.setattr(claims.measurement_store, "atomic_write_bytes", full)
+    assert _as_text(load_family(config, "moe", compute=False)[0]) == expected
+    assert not list((copy / "measurements").glob("*"))  # nothing half-written, no lock left
+
+
+def test_a_measurement_key_changes_with_every_input():
+    from claims.measurement_store import measurement_key
+
+    base = (["r1", "r2"], "moe", "smoke", 0, 60, 30)
+    keys = {measurement_key(*base)}
+    for i, other in enumerate([["r1", "r3"], "dense", "default", 1, 800, 45]):
+        keys.add(measurement_key(*base[:i], other, *base[i + 1 :]))
+    keys.add(measurement_key(["r2", "r1"], *base[1:]))  # the records' order is the steps'
+    keys.add(measurement_key(*base[:5], None))
+    assert len(keys) == 9 and measurement_key(*base) == measurement_key(*base)
