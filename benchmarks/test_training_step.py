@@ -10,7 +10,8 @@
   (`presets.for_device`), a few steps after a warm-up (`STEPS`). `extra_info` holds seconds per
   step, tokens per second and the training time of a series at that rate (for `large` on a GPU, what
   issue 11 asks a seed to cost), and on the GPU the ratio to the same preset's CPU step when that ran
-  in the same session.
+  in the same session. (pytest-benchmark's own time of this test also holds the model's build and
+  the warm-up: read the seconds per step from `extra_info`.)
 
     pytest benchmarks/test_training_step.py -s          # on the CPU
     pytest benchmarks/test_training_step.py --gpu -s    # and the default and large presets on the GPU
@@ -95,5 +96,7 @@ def test_trainer_seconds_per_step(benchmark, device, preset, family):
             info["cpu_over_gpu"] = SECONDS_PER_STEP[("cpu", preset, family)] / info["seconds_per_step"]
     benchmark.extra_info.update(info)
     print(f"\n{preset} {family} on {device}: {info}")
-    # every timed step trained: one finite loss each, near the entropy of uniformly random tokens
-    assert len(losses) == STEPS[device][1] and all(abs(v - math.log(info["vocabulary"] - 2)) < 1.0 for v in losses), losses
+    # every timed step trained: one loss each, finite, not below the entropy of uniformly random tokens
+    # (less a sampling margin) and within 2 nats above it (initialisation, load balancing, z-loss)
+    entropy = math.log(info["vocabulary"] - 2)
+    assert len(losses) == STEPS[device][1] and all(entropy - 0.1 < v < entropy + 2.0 for v in losses), losses

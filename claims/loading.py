@@ -12,7 +12,7 @@ from lpi_core.loading import CheckpointError
 
 from .measure import SeriesMeasurements, measure_series
 from .records import NonFiniteScoresError
-from .measurement_store import measurement_key, stored_or_measured
+from .measurement_store import measurement_key, record_identity, stored_or_measured
 from .store import CacheWriteError, RecordStore, record_key
 from .streaming import DiskBudgetError, HubStream, parse_size, stream_records
 from .suite import SuiteConfig
@@ -79,9 +79,9 @@ def load_family(
                 f"{series.name} seed {series.seed}: the cache {config.cache} has no records for steps {steps}; run the claims on them first"
             )
         records = dict(zip(series.steps, found))
+        keys = [record_key(c, data, options, store.directory.parent) for c in series.checkpoints]
         key = measurement_key(
-            [record_key(c, data, options, store.directory.parent) for c in series.checkpoints],
-            family, series.name, series.seed, series.total_steps, series.onset,
+            [record_identity(k, store.path(k)) for k in keys], family, series.name, series.seed, series.total_steps, series.onset
         )
         measured[i] = stored_or_measured(
             config.cache, key, lambda: measure_series(family, series.name, series.seed, series.total_steps, records, series.onset)

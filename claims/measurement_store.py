@@ -1,9 +1,13 @@
-"""Where a series' measurements live: `<cache>/measurements/<key>.pt`, keyed by the series' records,
-its onset and length, and the code that measures. A run's xdist workers and its report all read
-every series; under a lock per series the first to need it measures it and the others load it. A
-cache that cannot be written to is measured from, not written to."""
+"""Where a series' measurements live: `<cache>/measurements/<key>.pt`, keyed by the series' records
+(each by its key and its file's size and modification time, so that a record replaced under its
+key, as a merge or a recomputation on another device can do, is measured anew), its onset and
+length, and the code that measures. A run's xdist workers and its report all read every series;
+under a lock per series the first to need it measures it and the others load it. A cache that
+cannot be written to is measured from, not written to.
+"""
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
@@ -16,7 +20,7 @@ import numpy as np
 import torch
 
 from . import intervals, measure
-from .atomic import atomic_write_bytes
+from .atomic import TMP_PREFIX, atomic_write_bytes
 from .locks import exclusive
 from .measure import SeriesMeasurements, Trajectory
 from .store import code_version
@@ -34,10 +38,16 @@ def measure_code_version() -> str:
     return digest.hexdigest()[:12]
 
 
-def measurement_key(record_keys: Sequence[str], family: str, name: str, seed: int, total_steps: int, onset: int | None) -> str:
-    """A digest of everything `measure_series` reads: the records (by their keys, in step order) and its arguments."""
+def record_identity(key: str, path: Path) -> list:
+    """A stored record as a measurement depends on it: its key and its file's size and mtime."""
+    stat = Path(path).stat()
+    return [key, stat.st_size, stat.st_mtime_ns]
+
+
+def measurement_key(records: Sequence[list], family: str, name: str, seed: int, total_steps: int, onset: int | None) -> str:
+    """A digest of everything `measure_series` reads: the records (`record_identity`, in step order) and its arguments."""
     identity = {
-        "records": list(record_keys), "family": family, "name": name, "seed": seed, "total_steps": total_steps,
+        "records": [list(r) for r in records], "family": family, "name": name, "seed": seed, "total_steps": total_steps,
         "onset": onset, "code": measure_code_version(), "format": FORMAT,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
@@ -46,10 +56,14 @@ def measurement_key(record_keys: Sequence[str], family: str, name: str, seed: in
 def _encode(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, np.generic):
+        return value.item()
     if isinstance(value, Trajectory):
         return {TRAJECTORY: {f.name: _encode(getattr(value, f.name)) for f in fields(value)}}
     if isinstance(value, dict):
         return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
     return value
 
 
@@ -81,18 +95,33 @@ def decode(data: bytes) -> SeriesMeasurements | None:
         return None
 
 
+def _stored(path: Path) -> SeriesMeasurements | None:
+    try:
+        return decode(path.read_bytes()) if path.exists() else None
+    except OSError:
+        return None
+
+
 def stored_or_measured(cache: Path, key: str, compute: Callable[[], SeriesMeasurements]) -> SeriesMeasurements:
     """The measurements stored under `key`, or `compute()`'s, stored there (once: under the key's lock)."""
     directory = Path(cache) / "measurements"
     path = directory / f"{key}.pt"
-    found = None
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with exclusive(directory / f"{key}.lock"):
-            found = decode(path.read_bytes()) if path.exists() else None
-            if found is None:
-                found = compute()
+    found = _stored(path)  # written atomically: readable without the lock
+    if found is not None:
+        return found
+    with contextlib.ExitStack() as held:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            held.enter_context(exclusive(directory / f"{key}.lock"))
+        except OSError:  # a read-only cache: measured, not kept
+            return compute()
+        found = _stored(path)  # measured by another process while this one waited
+        if found is None:
+            found = compute()
+            try:
+                for leftover in directory.glob(f"{TMP_PREFIX}{key}.pt-*"):  # a write that was killed
+                    leftover.unlink()
                 atomic_write_bytes(path, encode(found))
-    except OSError:  # a read-only or full cache: measured, not kept
-        pass
-    return found if found is not None else compute()
+            except OSError:  # a full cache: measured, not kept
+                pass
+        return found

@@ -2,7 +2,8 @@
 (fixtures/offline_hub.py; one layer, as a CPU can afford): loading from the hub-cache layout,
 attribution at the real vocabulary and widths, HIT@10 with its ablations, the report.
 
-    pytest tests/test_full_size.py --full-size
+    pytest tests/test_full_size.py --full-size          # on the CPU, in float32
+    pytest tests/test_full_size.py --full-size --gpu    # the paper suite with --gpu: on the GPU, in bfloat16
 """
 from __future__ import annotations
 
@@ -23,14 +24,15 @@ ROOT = Path(__file__).resolve().parents[1]
 STEPS, EXAMPLES = (10_000, 20_000), 4
 
 
-def test_the_paper_suite_runs_offline_on_full_size_checkpoints(tmp_path):
+def test_the_paper_suite_runs_offline_on_full_size_checkpoints(tmp_path, pytestconfig):
+    gpu = pytestconfig.getoption("gpu")
     hub = tmp_path / "hub"
     snapshots = {family: write_paper_revisions(hub, family, STEPS, layers=1) for family in ("moe", "dense")}
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(hub), "TQDM_DISABLE": "1"}
     command = [
         sys.executable, "-m", "pytest", str(ROOT / "claims"), "--suite", "paper", "--checkpoints", ",".join(map(str, STEPS)),
         "--examples", str(EXAMPLES), "--bootstrap", "10", "--cache-dir", str(tmp_path / "cache"), "--report-dir", str(tmp_path / "report"),
-        "-p", "no:cacheprovider", "-q", "-n", "2",
+        "-p", "no:cacheprovider", "-q", "-n", "2", *(["--gpu"] if gpu else []),
     ]
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
     output = done.stdout + done.stderr
@@ -52,4 +54,6 @@ def test_the_paper_suite_runs_offline_on_full_size_checkpoints(tmp_path):
         assert record["meta"]["commit"] == Path(snapshots[family][STEPS.index(record["meta"]["step"])]).name
         assert record["ffn"].shape == (1, ffn_units) and record["attn"].shape == (1, config.hidden_size)
         assert record["hits"]["base"].shape == (EXAMPLES,)
+        assert record["meta"]["options"]["device"] == ("cuda" if gpu else "cpu")
+        assert record["meta"]["precision"]["forward"] == ("bfloat16" if gpu else "float32")
         print(f"{record['meta']['family']} step {record['meta']['step']}: {record['meta']['seconds']} s {record['meta']['stage_seconds']}")
