@@ -13,7 +13,7 @@ from lpi_core.loading import CheckpointError
 from .measure import SeriesMeasurements, measure_series
 from .records import NonFiniteScoresError
 from .measurement_store import measurement_key, record_identity, stored_or_measured
-from .store import CacheWriteError, RecordStore, record_key
+from .store import CacheWriteError, RecordStore, rotated
 from .streaming import DiskBudgetError, HubStream, parse_size, stream_records
 from .suite import SuiteConfig
 from .windows import PaperScale, paper_scale, shared_scales
@@ -68,9 +68,8 @@ def load_family(
     if compute:
         workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
         ensure_records(config, [c for s in series_list for c in s.checkpoints], rotate=rotate, announce=announce, share=workers)
-    measured, described = {}, {}
-    shift = rotate % len(series_list) if series_list else 0
-    for i in list(range(shift, len(series_list))) + list(range(shift)):  # one series' records in memory at a time
+    measured, described = [None] * len(series_list), [None] * len(series_list)
+    for i in rotated(len(series_list), rotate):  # one series' records in memory at a time; workers start apart
         series = series_list[i]
         found, missing = store.load_all(series.checkpoints, data, options)
         if missing:
@@ -79,10 +78,8 @@ def load_family(
                 f"{series.name} seed {series.seed}: the cache {config.cache} has no records for steps {steps}; run the claims on them first"
             )
         records = dict(zip(series.steps, found))
-        keys = [record_key(c, data, options, store.directory.parent) for c in series.checkpoints]
-        key = measurement_key(
-            [record_identity(k, store.path(k)) for k in keys], family, series.name, series.seed, series.total_steps, series.onset
-        )
+        keys = [store.key(c, data, options) for c in series.checkpoints]
+        key = measurement_key([record_identity(k, store.path(k)) for k in keys], family, series.name, series.seed, series.total_steps, series.onset)
         measured[i] = stored_or_measured(
             config.cache, key, lambda: measure_series(family, series.name, series.seed, series.total_steps, records, series.onset)
         )
@@ -93,8 +90,8 @@ def load_family(
                 for s, r in sorted(records.items())
             ],
         }
-    info = {"name": series_list[0].name, "total_steps": series_list[0].total_steps, "series": [described[i] for i in sorted(described)]}
-    return [measured[i] for i in sorted(measured)], info
+    info = {"name": series_list[0].name, "total_steps": series_list[0].total_steps, "series": described}
+    return measured, info
 
 
 def scales_for(config: SuiteConfig, measured: dict[str, list[SeriesMeasurements]]) -> dict[tuple[str, int], PaperScale]:

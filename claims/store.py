@@ -99,9 +99,13 @@ class RecordStore:
     def path(self, key: str) -> Path:
         return self.directory / f"{key}.pt"
 
+    def key(self, checkpoint: Checkpoint, data: Data, options: RunOptions) -> str:
+        """The checkpoint's record key in this store (`record_key`, relative to its cache)."""
+        return record_key(checkpoint, data, options, self.directory.parent)
+
     def has(self, checkpoint: Checkpoint, data: Data, options: RunOptions) -> bool:
         """A record of the checkpoint is stored (committed)."""
-        return self.path(record_key(checkpoint, data, options, self.directory.parent)).exists()
+        return self.path(self.key(checkpoint, data, options)).exists()
 
     def load(self, key: str) -> dict | None:
         path = self.path(key)
@@ -170,10 +174,7 @@ class RecordStore:
         (None in their place: a run's records together can exceed the memory); `announce` gets a
         line when a record starts and when it is stored, and the bars of `compute` (default
         compute_record)."""
-        order = list(range(len(checkpoints)))
-        if order:
-            shift = rotate % len(order)
-            order = order[shift:] + order[:shift]
+        order = rotated(len(checkpoints), rotate)
         found: dict[int, dict] = {}
         while order:
             progressed = False
@@ -210,7 +211,7 @@ class RecordStore:
     ) -> dict | object:
         """The checkpoint's record, loaded, or computed and stored under its lease; LEASED if another
         worker holds the lease."""
-        key = record_key(checkpoint, data, options, self.directory.parent)
+        key = self.key(checkpoint, data, options)
         record = self.load(key)
         if record is not None:  # a lease left beside a stored record (its holder killed before releasing) is garbage
             (self.directory / f"{key}.lease").unlink(missing_ok=True)
@@ -237,8 +238,14 @@ class RecordStore:
 
     def load_all(self, checkpoints: Sequence[Checkpoint], data: Data, options: RunOptions) -> tuple[list[dict | None], list[Checkpoint]]:
         """The cached records (None where missing) and the checkpoints that have none."""
-        found = [self.load(record_key(c, data, options, self.directory.parent)) for c in checkpoints]
+        found = [self.load(self.key(c, data, options)) for c in checkpoints]
         return found, [c for c, r in zip(checkpoints, found) if r is None]
+
+
+def rotated(count: int, rotate: int) -> list[int]:
+    """0 .. count-1 starting from the `rotate`-th (modulo count): where each worker starts, so that they spread."""
+    shift = rotate % count if count else 0
+    return list(range(shift, count)) + list(range(shift))
 
 
 def worker_index() -> int:

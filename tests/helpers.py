@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import pytest
 import torch
 from transformers import (
@@ -16,6 +17,7 @@ from transformers import (
     Qwen2MoeConfig,
 )
 
+from claims.measure import Trajectory
 from fixtures.miniature.tokenizer import train_tokenizer
 from lpi_core import evaluation_set, wrap_model
 from lpi_core.loading import LanguageModel
@@ -77,3 +79,19 @@ def needs_fused_kernel() -> None:
 
     if not fused_available("cpu"):
         pytest.skip("the fused LPI kernel does not compile here (no C++ compiler?); the materialised path is tested instead")
+
+
+def same_measurements(a, b) -> bool:
+    """Two series' measurements (claims.measure.SeriesMeasurements), field by field: arrays of one
+    dtype and shape with the same bits (NaN equal to NaN), the rest equal."""
+
+    def equal(x, y) -> bool:
+        if isinstance(x, np.ndarray):
+            return isinstance(y, np.ndarray) and x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
+        if isinstance(x, Trajectory):
+            return isinstance(y, Trajectory) and all(equal(getattr(x, f), getattr(y, f)) for f in vars(x))
+        if isinstance(x, dict):
+            return isinstance(y, dict) and x.keys() == y.keys() and all(equal(x[k], y[k]) for k in x)
+        return type(x) is type(y) and x == y
+
+    return all(equal(getattr(a, f), getattr(b, f)) for f in vars(a))

@@ -734,23 +734,6 @@ def test_html_report_in_a_headless_browser_loads_offline_lists_every_claim_and_s
     assert (tmp_path / "report.png").stat().st_size > 10_000
 
 
-def _as_text(measured) -> str:
-    """Every field of measurements as text (arrays in full, NaN equal to NaN): equal text, equal numbers."""
-    import numpy as np
-    from dataclasses import fields
-
-    def plain(value):
-        if isinstance(value, np.ndarray):
-            return [value.dtype.str, value.shape, value.tobytes().hex()]
-        if hasattr(value, "__dataclass_fields__"):
-            return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        return value
-
-    return json.dumps([plain(m) for m in measured], sort_keys=True)
-
-
 def test_the_run_stores_each_series_measurements_once_and_a_report_reads_them_unchanged(first_run, tmp_path, monkeypatch):
     """The run leaves one measurement file per series and no lock; reading them back gives bit for bit
     what measuring the records again gives, without measuring; a record rewritten under its key (a
@@ -759,6 +742,7 @@ def test_the_run_stores_each_series_measurements_once_and_a_report_reads_them_un
     from claims.loading import load_family
     from claims.measure import measure_series
     from claims.store import record_key
+    from tests.helpers import same_measurements
 
     _, cache, _ = first_run
     config = SuiteConfig(preset="smoke", cache_dir=str(cache), examples=120, bootstrap=20)
@@ -771,7 +755,7 @@ def test_the_run_stores_each_series_measurements_once_and_a_report_reads_them_un
         with monkeypatch.context() as patched:
             patched.setattr(claims.loading, "measure_series", lambda *a: pytest.fail("measured again instead of read"))
             stored = load_family(config, family, compute=False)[0]
-        assert _as_text(stored) == _as_text(fresh)
+        assert len(stored) == len(fresh) == 1 and same_measurements(stored[0], fresh[0])
     copy = tmp_path / "cache"
     shutil.copytree(cache, copy)  # modification times kept: the stored measurements still apply
     config = SuiteConfig(preset="smoke", cache_dir=str(copy), examples=120, bootstrap=20)

@@ -16,6 +16,7 @@ import claims.measurement_store
 from claims.atomic import TMP_PREFIX
 from claims.measure import SeriesMeasurements, Trajectory
 from claims.measurement_store import decode, encode, measurement_key, record_identity, stored_or_measured
+from tests.helpers import same_measurements as same
 
 
 def tiny_measurements(seed: int = 0) -> SeriesMeasurements:
@@ -34,21 +35,6 @@ def tiny_measurements(seed: int = 0) -> SeriesMeasurements:
         hit=per_step(), drops={"top1-head": drop, "top10-heads": per_step()},
         units={"ffn": 8, "attn": 4, "heads": 2, "layers": 2}, routed_ffn=[8, 8, 7, 8], onset=None,
     )
-
-
-def same(a: SeriesMeasurements, b: SeriesMeasurements) -> bool:
-    """Field by field: arrays of one dtype and shape with the same bits (NaN equal to NaN), the rest equal."""
-
-    def equal(x, y) -> bool:
-        if isinstance(x, np.ndarray):
-            return isinstance(y, np.ndarray) and x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
-        if isinstance(x, Trajectory):
-            return isinstance(y, Trajectory) and all(equal(getattr(x, f), getattr(y, f)) for f in vars(x))
-        if isinstance(x, dict):
-            return isinstance(y, dict) and x.keys() == y.keys() and all(equal(x[k], y[k]) for k in x)
-        return type(x) is type(y) and x == y
-
-    return all(equal(getattr(a, f), getattr(b, f)) for f in vars(a))
 
 
 def test_measurements_come_back_from_their_bytes_unchanged():
