@@ -85,8 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _report(config: SuiteConfig, args: argparse.Namespace) -> int:
     measured, info = {}, {}
-    for family in args.family or FAMILIES:
-        measured[family], info[family] = load_family(config, family, compute=False)
+    families = args.family or FAMILIES
+    for family in families:
+        measured[family], info[family] = load_family(config, family, compute=False, families=families)
     results, out = build_report(config, measured, info)
     print(table(results, config.lpi_mode))
     print(f"\nreport written to {out}/ (claims.md, claims.json, figures)")

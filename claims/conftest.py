@@ -26,16 +26,16 @@ def measured(pytestconfig) -> Callable[[str], list[SeriesMeasurements]]:
     cache: dict[str, list[SeriesMeasurements] | Exception] = {}
 
     def get(family: str) -> list[SeriesMeasurements]:
+        families = pytestconfig.stash[FAMILIES_IN_RUN]  # they share one paper scale, hence the checkpoints attributed
         if family not in cache:
             if not cache:  # first use: every series this session reads, built side by side with the other workers
                 try:
-                    families = pytestconfig.stash[FAMILIES_IN_RUN]
                     meanwhile = functools.partial(compute_one_built_record, suite, families, announce)
                     suite.build_all(families, rotate=worker_index(), announce=announce, meanwhile=meanwhile)
                 except SERIES_ERRORS:
                     pass  # the family that cannot be built raises the same error from load_family below
             try:
-                cache[family] = load_family(suite, family, compute=True, rotate=worker_index(), announce=announce)[0]
+                cache[family] = load_family(suite, family, compute=True, rotate=worker_index(), announce=announce, families=families)[0]
             except SERIES_ERRORS as err:
                 cache[family] = err  # every test that reads the family reports it; nothing is recomputed
         if isinstance(cache[family], Exception):

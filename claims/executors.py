@@ -60,7 +60,7 @@ def record_tasks(config: SuiteConfig, families: Sequence[str], announce: Announc
     return [
         RecordTask(family, series.seed, checkpoint)
         for family in families
-        for series in config.series(family, build=False)
+        for series in config.series(family, build=False, families=families)
         for checkpoint in series.checkpoints
     ]
 

@@ -15,7 +15,7 @@ from .records import NonFiniteScoresError
 from .measurement_store import measurement_key, record_identity, stored_or_measured
 from .store import CacheWriteError, RecordStore, rotated
 from .streaming import DiskBudgetError, HubStream, parse_size, stream_records
-from .suite import SuiteConfig
+from .suite import FAMILIES, SuiteConfig
 from .windows import PaperScale, paper_scale, shared_scales
 
 
@@ -51,18 +51,19 @@ def ensure_records(
 def compute_one_built_record(config: SuiteConfig, families: Sequence[str], announce: Announcer = silent) -> bool:
     """Compute one missing record of a series already built (what a worker does while another
     worker's builds are all that is left); False, at once, if there is none to take."""
-    checkpoints = [c for s in config.built_series(families) for c in s.checkpoints]
+    checkpoints = config.built_checkpoints(families)
     return RecordStore(config.cache).compute_one_missing(checkpoints, config.data(), config.run_options(), announce=announce)
 
 
 def load_family(
-    config: SuiteConfig, family: str, compute: bool, rotate: int = 0, announce: Announcer = silent
+    config: SuiteConfig, family: str, compute: bool, rotate: int = 0, announce: Announcer = silent, families: Sequence[str] = FAMILIES
 ) -> tuple[list[SeriesMeasurements], dict]:
     """One family's measurements, one per seed, and what the report says about its series
-    (`announce` gets a line as each series is built and each record computed).
+    (`announce` gets a line as each series is built and each record computed), at the checkpoints
+    its claims read when it shares the paper scale with `families` (those measured with it).
 
     `compute=False` reads the cache alone and raises FileNotFoundError naming what is missing."""
-    series_list = config.series(family, build=compute, rotate=rotate, announce=announce)
+    series_list = config.series(family, build=compute, rotate=rotate, announce=announce, families=families)
     data, options = config.data(), config.run_options()
     store = RecordStore(config.cache)
     if compute:

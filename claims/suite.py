@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 from fixtures.hub import hub_series
 from fixtures.miniature.build import MiniatureRun, build_all_series, build_series, prepare_miniature, run_directory
 from fixtures.miniature.presets import PRESETS
-from fixtures.series import Announcer, CheckpointSeries, silent
+from fixtures.series import Announcer, Checkpoint, CheckpointSeries, silent
 from lpi_core import evaluation_set
 from lpi_core.modes import MODES
 
@@ -25,12 +25,24 @@ FAMILIES = ("moe", "dense")
 
 
 def attributed_steps(steps: Sequence[int], onset: int | None) -> list[int]:
-    """The steps of a miniature series worth a record: those from its own knowledge onset on. The
-    paper scale anchors both families of a seed at the later of their onsets (claims/windows.py),
-    so an earlier checkpoint has no paper analogue under any pairing and no claim reads it. A
-    series that never reaches onset keeps them all (its claims are not testable either way)."""
+    """The steps of a miniature series worth a record: those from `onset` (its paper-scale anchor,
+    `scale_anchor`) on; an earlier checkpoint has no paper analogue and no claim reads it. A series
+    without an anchor, or with fewer than two checkpoints from it on, keeps them all (its claims are
+    not testable either way)."""
     kept = [s for s in steps if onset is None or s >= onset]
     return kept if len(kept) >= 2 else list(steps)
+
+
+def scale_anchor(run: MiniatureRun, family: str, seed: int, families: Sequence[str]) -> int | None:
+    """Where the paper scale of (family, seed) will start when it shares one with `families`
+    (claims/windows.py): the later of their knowledge onsets for that seed once all of them are
+    built; until then, or where one never reaches onset, the series' own onset, which is no later."""
+    together = sorted(set(families) | {family})
+    own = run.onset_step(family, seed)
+    if not all(run.is_built(f, seed) for f in together):
+        return own
+    onsets = [run.onset_step(f, seed) for f in together]
+    return own if None in onsets else max(onsets)
 
 
 class SuiteOptionError(ValueError):
@@ -162,28 +174,44 @@ class SuiteConfig:
         shift = rotate % len(pairs) if pairs else 0
         build_all_series(self.miniature(True), pairs[shift:] + pairs[:shift], announce, meanwhile=meanwhile)
 
-    def built_series(self, families: Sequence[str]) -> list[CheckpointSeries]:
-        """The miniature series of `families` already built, without building any (none for the paper suite)."""
+    def built_checkpoints(self, families: Sequence[str]) -> list[Checkpoint]:
+        """The checkpoints the claims attribute in the miniature series of `families` already built,
+        without building any (none for the paper suite): first those of series whose paper scale is
+        settled (every family of their seed built), then the others' latest first (a later anchor can
+        only drop their earliest)."""
         if self.suite != "miniature":
             return []
         run = self.miniature(True)
-        return [self._attributed(run.series(f, s)) for f in families for s in range(self.seed_count) if run.is_built(f, s)]
+        settled, unsettled = [], []
+        for family in families:
+            for seed in range(self.seed_count):
+                if run.is_built(family, seed):
+                    checkpoints = self._attributed(run, run.series(family, seed), families).checkpoints
+                    if all(run.is_built(f, seed) for f in families):
+                        settled += checkpoints
+                    else:
+                        unsettled += reversed(checkpoints)
+        return settled + unsettled
 
-    def _attributed(self, series: CheckpointSeries) -> CheckpointSeries:
+    def _attributed(self, run: MiniatureRun, series: CheckpointSeries, families: Sequence[str]) -> CheckpointSeries:
         """The miniature series at the checkpoints the claims attribute: the run's --checkpoints (all
-        of them when none are chosen), from the series' own knowledge onset on (`attributed_steps`)."""
+        of them when none are chosen), from the start of the paper scale it shares with `families` on
+        (`scale_anchor`, `attributed_steps`)."""
         steps = sorted(self.checkpoints) if self.checkpoints else list(series.steps)
-        return series.subset(attributed_steps(steps, series.onset))
+        return series.subset(attributed_steps(steps, scale_anchor(run, series.family, series.seed, families)))
 
-    def series(self, family: str, build: bool = True, rotate: int = 0, announce: Announcer = silent) -> list[CheckpointSeries]:
-        """The family's series, one per seed (seed order); `build` trains missing ones, from seed `rotate` on
-        (`announce` gets their progress lines)."""
+    def series(
+        self, family: str, build: bool = True, rotate: int = 0, announce: Announcer = silent, families: Sequence[str] = FAMILIES
+    ) -> list[CheckpointSeries]:
+        """The family's series, one per seed (seed order), at the checkpoints its claims read when its
+        paper scale is shared with `families` (those loaded with it); `build` trains missing ones, from
+        seed `rotate` on (`announce` gets their progress lines)."""
         if self.suite == "miniature":
             run = self.miniature(build)
             count = self.seed_count
             order = [(rotate + i) % count for i in range(count)]
             built = {s: build_series(run, family, s, announce) if build else run.series(family, s) for s in order}
-            return [self._attributed(built[s]) for s in range(count)]
+            return [self._attributed(run, built[s], families) for s in range(count)]
         repo = self.moe_model if family == "moe" else self.dense_model
         return [hub_series(family, steps=list(self.checkpoints) or None, repo=repo, cache_dir=self.cache)]
 

@@ -43,11 +43,12 @@ def run_claims(pytester, cache: Path, report: Path, *args: str):
 
 def attributed(cache: Path) -> list[tuple[str, int]]:
     """(family, step) of each record a smoke run of the cache's built series computes: each series'
-    checkpoints from its own knowledge onset on (`claims.suite.attributed_steps`)."""
-    from claims.suite import attributed_steps
-
+    checkpoints from the later knowledge onset of the built families on (their shared paper scale's
+    start, where the smoke run keeps at least two checkpoints)."""
     run = MiniatureRun(next((cache / "miniature").glob("smoke-*")))
-    return [(f, s) for f in ("moe", "dense") if run.is_built(f, 0) for s in attributed_steps(run.series(f).steps, run.onset_step(f))]
+    built = [f for f in ("moe", "dense") if run.is_built(f, 0)]
+    anchor = max(run.onset_step(f) for f in built)
+    return [(f, s) for f in built for s in run.series(f).steps if s >= anchor]
 
 
 def record_files(cache: Path) -> dict[str, int]:
@@ -87,7 +88,7 @@ def test_report_holds_every_check_with_its_interval_and_a_verdict_that_follows_t
         assert (report / figure).stat().st_size > 10_000
     run = MiniatureRun(next((cache / "miniature").glob("smoke-*")))
     moe = payload["trajectories"]["moe"][0]
-    moe_steps = [s for s in (15, 30, 45, 60) if s >= run.onset_step("moe")]  # from the series' own onset on
+    moe_steps = [s for s in (15, 30, 45, 60) if s >= max(run.onset_step("moe"), run.onset_step("dense"))]  # from the shared scale's start on
     assert moe["steps"] == moe_steps and moe["seed"] == 0
     assert len(moe["jstab_ffn"]["values"]) == len(moe_steps) - 1
     assert len(list((cache / "records").glob("*.pt"))) == len(attributed(cache)) < 8  # not the 4 checkpoints × 2 models
@@ -311,7 +312,8 @@ def test_every_reading_option_reaches_the_records_and_the_report(first_run, tmp_
     markdown = (report / "claims.md").read_text()
     assert "rank_by=positive, target=predicted, st_rank=mean-abs, attn_positions=each, rho_pairs=all" in markdown
     exact, read = records_by_checkpoint(first_cache), records_by_checkpoint(cache)
-    assert {k for k in read if k[0] == "olmoe"} == {k for k in exact if k[0] == "olmoe"}
+    moe_onset = MiniatureRun(next((cache / "miniature").glob("smoke-*"))).onset_step("moe")
+    assert {k for k in read if k[0] == "olmoe"} == {("olmoe", s) for s in (15, 30, 45, 60) if s >= moe_onset}  # a MoE-only run: its own onset on
     record, plain = read[("olmoe", 60)], exact[("olmoe", 60)]
     assert record["meta"]["options"] == {**plain["meta"]["options"], "target": "predicted", "st_rank": "mean-abs", "attn_positions": "each", "rank_by": "positive"}
     config = SuiteConfig(preset="smoke", examples=120)
@@ -548,24 +550,46 @@ def test_slurm_submission_is_one_array_with_the_partition_gpus_time_and_parallel
             make_executor("local", tmp_path / "local-jobs", gpu=True)
 
 
-def test_a_miniature_series_is_attributed_from_its_own_onset_on():
-    from claims.suite import attributed_steps
+class OnsetsOnly:
+    """A miniature run as scale_anchor reads it: {(family, seed): onset step} of the built series."""
+
+    def __init__(self, onsets: dict[tuple[str, int], int | None]) -> None:
+        self.onsets = onsets
+
+    def is_built(self, family: str, seed: int) -> bool:
+        return (family, seed) in self.onsets
+
+    def onset_step(self, family: str, seed: int = 0) -> int | None:
+        return self.onsets[(family, seed)]
+
+
+def test_a_miniature_series_is_attributed_from_the_start_of_its_shared_paper_scale_on():
+    from claims.suite import attributed_steps, scale_anchor
     from claims.windows import shared_scales
 
     steps = [24, 48, 72, 96, 120, 150, 180, 240, 1200]
     assert attributed_steps(steps, 72) == [72, 96, 120, 150, 180, 240, 1200]
     assert attributed_steps(steps, 24) == steps and attributed_steps(steps, None) == steps
     assert attributed_steps(steps, 1200) == steps  # one checkpoint from onset on: no pair to compare, so all of them
-    # the dropped checkpoints are those no pairing maps onto the paper: the shared anchor is the later onset
-    scales = shared_scales({"moe": {0: 150}, "dense": {0: 72}}, {"moe": {0: steps}, "dense": {0: steps}}, {"moe": 1200, "dense": 1200})
-    for family, onset in (("moe", 150), ("dense", 72)):
-        mapped = [s for s, p in zip(steps, scales[(family, 0)].paper_steps) if p is not None]
-        assert set(mapped) <= set(attributed_steps(steps, onset)) and mapped == [150, 180, 240, 1200]
+    both = ("moe", "dense")
+    run = OnsetsOnly({("moe", 0): 150, ("dense", 0): 72, ("dense", 1): 48, ("moe", 2): None, ("dense", 2): 96})
+    assert scale_anchor(run, "dense", 0, both) == scale_anchor(run, "moe", 0, both) == 150  # the later onset, for both
+    assert scale_anchor(run, "dense", 0, ("dense",)) == 72  # a dense-only run: its own onset
+    assert scale_anchor(run, "dense", 1, both) == 48  # the MoE of seed 1 is not built yet: its own, which is no later
+    assert scale_anchor(run, "dense", 2, both) == 96 and scale_anchor(run, "moe", 2, both) is None  # no MoE onset: each its own
+    # the anchor is where claims.windows starts the paper scale: no checkpoint it maps is left out, every one left out is unmapped
+    for families in (both, ("dense",)):
+        onsets = {f: {0: run.onset_step(f, 0)} for f in families}
+        scales = shared_scales(onsets, {f: {0: steps} for f in families}, {f: 1200 for f in families})
+        for family in families:
+            mapped = [s for s, p in zip(steps, scales[(family, 0)].paper_steps) if p is not None]
+            assert mapped == attributed_steps(steps, scale_anchor(run, family, 0, families))
 
 
 def test_the_checkpoints_before_onset_that_are_not_attributed_change_no_claim(first_run):
-    """The records a run skips (before each series' own onset) computed here, not stored: every
-    claim side evaluates to the same numbers, intervals, verdicts and checkpoints with them or without."""
+    """The records a run skips (before the later of the two families' onsets, where their shared
+    paper scale starts) computed here, not stored: every claim side evaluates to the same numbers,
+    intervals, verdicts and checkpoints with them or without."""
     from dataclasses import asdict
 
     from claims.loading import scales_for
@@ -581,7 +605,7 @@ def test_the_checkpoints_before_onset_that_are_not_attributed_change_no_claim(fi
         series = run.series(family)
         stored = dict(zip(series.steps, store.load_all(series.checkpoints, data, options)[0]))
         skipped = [c for c in series.checkpoints if stored[c.step] is None]
-        assert skipped and all(c.step < run.onset_step(family) for c in skipped)
+        assert skipped and all(c.step < max(run.onset_step("moe"), run.onset_step("dense")) for c in skipped)
         everything = {**stored, **{c.step: compute_record(c, data, options) for c in skipped}}
         kept = {s: r for s, r in stored.items() if r is not None}
         assert series.onset == run.onset_step(family)  # the windows' anchor: the onset the build recorded over the 906 prompts
@@ -593,16 +617,24 @@ def test_the_checkpoints_before_onset_that_are_not_attributed_change_no_claim(fi
     assert len(results[0]) == len(EVERY_TEST)
 
 
-def test_built_series_are_the_finished_ones_at_the_chosen_checkpoints_and_are_never_built(tmp_path):
+def test_built_checkpoints_are_the_finished_series_at_the_chosen_checkpoints_and_are_never_built(tmp_path):
+    from claims.suite import attributed_steps
     from fixtures.miniature.build import build_series
 
-    config = SuiteConfig(preset="smoke", cache_dir=str(tmp_path / "cache"), checkpoints=(15, 45), seeds=2)
-    assert config.built_series(("moe", "dense")) == []  # nothing built, and asking builds nothing
+    config = SuiteConfig(preset="smoke", cache_dir=str(tmp_path / "cache"), checkpoints=(15, 30, 60), seeds=2)
+    assert config.built_checkpoints(("moe", "dense")) == []  # nothing built, and asking builds nothing
     assert not list((tmp_path / "cache").rglob("series.json"))
-    build_series(config.miniature(True), "dense", 1)
-    (series,) = config.built_series(("moe", "dense"))
-    assert (series.family, series.seed, series.steps) == ("dense", 1, [15, 45])
-    assert SuiteConfig(suite="paper", cache_dir=str(tmp_path / "cache")).built_series(("moe", "dense")) == []
+    run = config.miniature(True)
+    build_series(run, "dense", 1)
+    labels = lambda checkpoints: [c.label for c in checkpoints]  # noqa: E731
+    own = attributed_steps([15, 30, 60], run.onset_step("dense", 1))
+    # its MoE partner is not built, so its scale may yet start later: latest first, from its own onset on
+    assert labels(config.built_checkpoints(("moe", "dense"))) == [f"dense/seed1/step{s}" for s in reversed(own)]
+    build_series(run, "moe", 1)
+    shared = attributed_steps([15, 30, 60], max(run.onset_step("moe", 1), run.onset_step("dense", 1)))
+    assert labels(config.built_checkpoints(("moe", "dense"))) == [f"{f}/seed1/step{s}" for f in ("moe", "dense") for s in shared]
+    assert labels(config.built_checkpoints(("moe",))) == [f"moe/seed1/step{s}" for s in attributed_steps([15, 30, 60], run.onset_step("moe", 1))]
+    assert SuiteConfig(suite="paper", cache_dir=str(tmp_path / "cache")).built_checkpoints(("moe", "dense")) == []
 
 
 def test_a_failed_record_job_is_reported_with_its_log_and_error(tmp_path):

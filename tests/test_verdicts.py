@@ -210,3 +210,23 @@ def test_both_families_share_the_later_onset():
 
 def test_no_measured_family_gives_no_scale():
     assert shared_scales({}, {}, {}) == {}
+
+
+def test_each_seeds_controls_are_over_its_own_usable_checkpoints():
+    """The checks' checkpoints are the union over seeds; a seed's split-half ceiling beside them is
+    the mean over those on its own paper scale (not its checkpoints before that seed's onset)."""
+    from dataclasses import replace
+
+    from claims.evaluate import controls
+
+    rng = np.random.default_rng(5)
+    first = _series("moe", _population(rng, True), rng)[0]
+    series = [first, replace(first, seed=1, ceiling_ffn=replace(first.ceiling_ffn, points=first.ceiling_ffn.points[::-1].copy()))]
+    onsets = {0: 30, 1: 20}
+    scales = shared_scales({"moe": onsets}, {"moe": {0: STEPS, 1: STEPS}}, {"moe": STEPS[-1]})
+    used = [20, 25, 30, 40]  # seed 1's window from its onset on; seed 0's starts at 30
+    shown = controls(claim_by_id("ffn-stability-late"), "moe", series, used, scales)["ffn split-half ceiling"]
+    per_seed = [np.mean([m.ceiling_ffn.points[STEPS.index(s)] for s in used if s >= onsets[m.seed]]) for m in series]
+    assert shown == pytest.approx(np.mean(per_seed))
+    unscaled = np.mean([np.mean([m.ceiling_ffn.points[STEPS.index(s)] for s in used]) for m in series])
+    assert abs(shown - unscaled) > 1e-6  # the planted ceilings differ at step 20-25, so the rule is seen
