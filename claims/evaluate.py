@@ -106,7 +106,7 @@ def evaluate_check(check: Check, measured: dict[str, list[SeriesMeasurements]], 
 def controls(claim: Claim, family: str, series: list[SeriesMeasurements], used: list[int], scales: dict[tuple[str, int], PaperScale]) -> dict:
     """The controls printed beside a set statistic: split-half ceiling, random-set Jaccard, set sizes
     as counts; each seed's over the checkpoints of `used` (the checks' steps, all seeds) on its own paper scale."""
-    mine = lambda m: [s for s in used if s in m.steps and scales[(family, m.seed)].paper_step(s) is not None]  # noqa: E731
+    usable = {x.seed: [s for s in used if s in x.steps and scales[(family, x.seed)].paper_step(s) is not None] for x in series}
     m = series[0]
     units, layers, heads = m.units, m.units["layers"], m.units["heads"]
     out: dict = {}
@@ -116,13 +116,13 @@ def controls(claim: Claim, family: str, series: list[SeriesMeasurements], used: 
             k = max(1, round(0.01 * total))
             out[f"{kind} top-1% set"] = f"{k} of {total} units"
             out[f"{kind} random-set J"] = random_set_jaccard(total)
-            routed_at = [r for s, r in zip(m.steps, m.routed_ffn) if s in mine(m)]  # the checkpoints used (none: not testable)
+            routed_at = [r for s, r in zip(m.steps, m.routed_ffn) if s in usable[m.seed]]  # the checkpoints used (none: not testable)
             if kind == "ffn" and family == "moe" and routed_at:
                 routed = int(np.median(routed_at))
                 out["ffn routed units"] = routed
                 out["ffn random-set J over routed units"] = k / (2 * routed - k) if routed >= k else float("nan")
-            at = lambda t, steps: [t.points[t.steps.index(s)] for s in steps]  # noqa: E731
-            ceilings = [float(np.mean(at(getattr(x, f"ceiling_{kind}"), mine(x)))) for x in series if mine(x)]
+            ceiling = {x.seed: getattr(x, f"ceiling_{kind}") for x in series}
+            ceilings = [float(np.mean([t.points[t.steps.index(s)] for s in usable[seed]])) for seed, t in ceiling.items() if usable[seed]]
             out[f"{kind} split-half ceiling"] = float(np.mean(ceilings)) if ceilings else float("nan")
         if f"{kind}-layer" in claim.sets:
             per_layer = units[kind] // layers
