@@ -19,6 +19,7 @@ from lpi_core.modes import MODES
 from .cache import cache_root
 from .options import OPTIONS
 from .records import Data, RunOptions
+from .store import rotated
 from .streaming import parse_size
 
 FAMILIES = ("moe", "dense")
@@ -171,8 +172,7 @@ class SuiteConfig:
         if self.suite != "miniature":
             return
         pairs = [(family, seed) for seed in range(self.seed_count) for family in families]
-        shift = rotate % len(pairs) if pairs else 0
-        build_all_series(self.miniature(True), pairs[shift:] + pairs[:shift], announce, meanwhile=meanwhile)
+        build_all_series(self.miniature(True), [pairs[i] for i in rotated(len(pairs), rotate)], announce, meanwhile=meanwhile)
 
     def built_checkpoints(self, families: Sequence[str]) -> list[Checkpoint]:
         """The checkpoints the claims attribute in the miniature series of `families` already built,
@@ -209,8 +209,7 @@ class SuiteConfig:
         if self.suite == "miniature":
             run = self.miniature(build)
             count = self.seed_count
-            order = [(rotate + i) % count for i in range(count)]
-            built = {s: build_series(run, family, s, announce) if build else run.series(family, s) for s in order}
+            built = {s: build_series(run, family, s, announce) if build else run.series(family, s) for s in rotated(count, rotate)}
             return [self._attributed(run, built[s], families) for s in range(count)]
         repo = self.moe_model if family == "moe" else self.dense_model
         return [hub_series(family, steps=list(self.checkpoints) or None, repo=repo, cache_dir=self.cache)]
