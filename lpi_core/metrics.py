@@ -50,10 +50,16 @@ def positive_gain_concentration(scores_prev: torch.Tensor, scores_t: torch.Tenso
     return float(np.mean(shares)) if shares else float("nan")
 
 
+FLAT = 1e-10  # a profile whose spread is below this fraction of its size is constant up to rounding: no correlation
+
+
 def pearson(x: torch.Tensor, y: torch.Tensor) -> float:
-    x, y = x.double() - x.double().mean(), y.double() - y.double().mean()
-    denominator = (x.norm() * y.norm()).item()
-    return (x @ y).item() / denominator if denominator > 0 else float("nan")
+    """Pearson's r; NaN where either vector is constant (up to rounding, `FLAT`)."""
+    x, y = x.double().reshape(-1), y.double().reshape(-1)
+    xc, yc = x - x.mean(), y - y.mean()
+    if xc.norm() <= FLAT * x.norm() or yc.norm() <= FLAT * y.norm():
+        return float("nan")
+    return (xc @ yc).item() / (xc.norm() * yc.norm()).item()
 
 
 def ranks(x: torch.Tensor) -> torch.Tensor:
@@ -206,12 +212,12 @@ def positive_gain_concentration_rows(prev: np.ndarray, cur: np.ndarray, fraction
 
 
 def pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Row by row Pearson correlation of [R, L] profiles (NaN where a row has no variance)."""
-    x = x - x.mean(1, keepdims=True)
-    y = y - y.mean(1, keepdims=True)
-    denominator = np.sqrt((x * x).sum(1) * (y * y).sum(1))
+    """Row by row Pearson correlation of [R, L] profiles (NaN where a row is constant up to rounding, `FLAT`)."""
+    xc, yc = x - x.mean(1, keepdims=True), y - y.mean(1, keepdims=True)
+    x_spread, y_spread = np.sqrt((xc * xc).sum(1)), np.sqrt((yc * yc).sum(1))
+    flat = (x_spread <= FLAT * np.sqrt((x * x).sum(1))) | (y_spread <= FLAT * np.sqrt((y * y).sum(1)))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, (x * y).sum(1) / denominator, np.nan)
+        return np.where(flat, np.nan, (xc * yc).sum(1) / (x_spread * y_spread))
 
 
 def rho_avg_rows(profiles: np.ndarray, pairs: str = "consecutive") -> np.ndarray:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,6 +12,8 @@ from lpi_core.metrics import (
     bootstrap_interval,
     jaccard,
     knowledge_onset,
+    pearson,
+    pearson_rows,
     positive_gain_concentration,
     random_set_jaccard,
     resample_weights,
@@ -106,3 +109,12 @@ def test_knowledge_onset_on_a_hand_made_trajectory():
     assert knowledge_onset(steps, [0.5, 0.55, 0.6, 0.6, 0.6, 0.6], chance=0.01) == 10  # competent from the start
     assert knowledge_onset(steps, [0.01] * 6, chance=0.01) is None  # never learned
     assert knowledge_onset(steps, [0.01, 0.3, 0.05, 0.1, 0.2, 0.21], chance=0.01) == 20  # the first crossing
+
+
+def test_a_profile_constant_up_to_rounding_has_no_correlation():
+    # 0.1 six times: its mean is not exactly 0.1 in binary, so the centred values are rounding residues
+    flat, other = torch.full((6,), 0.1, dtype=torch.float64), torch.arange(6.0, dtype=torch.float64)
+    assert math.isnan(pearson(flat, other)) and math.isnan(pearson(other, flat))
+    rows = pearson_rows(np.stack([flat.numpy(), other.numpy()]), np.stack([other.numpy(), 2 * other.numpy() + 1]))
+    assert math.isnan(rows[0]) and rows[1] == pytest.approx(1.0)
+    assert math.isnan(rho_avg([flat, flat, flat]))
