@@ -70,7 +70,8 @@ def check_claim(pytestconfig, measured, record_property) -> Callable[[str, str],
                 except SERIES_ERRORS:
                     pass  # a family that cannot be measured cannot anchor the scale
         record_property("scale_families", ",".join(sorted(anchors)))
-        result = evaluate(claim_by_id(claim_id), side, needed, scales_for(pytestconfig.stash[SUITE], anchors), pytestconfig.stash[SUITE].rho_pairs)
+        suite = pytestconfig.stash[SUITE]
+        result = evaluate(claim_by_id(claim_id), side, needed, scales_for(suite, anchors), suite.rho_pairs, suite.margin)
         record_property("verdict", result.verdict)
         record_property("measured", "; ".join(f"{c.label} {c.shown}: {c.verdict}" for c in result.checks))
         if result.verdict != REPLICATED:

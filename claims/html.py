@@ -104,7 +104,8 @@ def html_report(payload: dict, drill_downs: list[dict] = ()) -> str:
             head = f'<td rowspan="{len(claim["checks"])}" class="test">{html.escape(test)}</td>' if i == 0 else ""
             verdict = f'<td rowspan="{len(claim["checks"])}" class="verdict {claim["verdict"].replace(" ", "-")}">{html.escape(claim["verdict"])}</td>' if i == 0 else ""
             rows.append(f'<tr class="claim" data-test="{html.escape(test)}">{head}{_cell(check["label"])}{_cell(check["paper"])}'
-                        f'{_cell(check["shown"] + " (" + check["op"] + " " + check["threshold_shown"] + ")")}{_cell(check["verdict"])}{verdict}</tr>')
+                        f'{_cell(check["shown"] + " (" + check["op"] + " " + check["threshold_shown"] + ")")}{_cell(check["verdict"])}'
+                        f'{_cell(check.get("seeds_needed") or "")}{_cell(check.get("holm_verdict") or "")}{verdict}</tr>')
     counts = {}
     for claim in payload["claims"]:
         counts[claim["verdict"]] = counts.get(claim["verdict"], 0) + 1
@@ -164,7 +165,7 @@ tr.claim:hover {{ background: #f3f6fb; }} .verdict.replicated {{ background: #d9
 <p class="summary">Verdicts: {summary}</p>
 <p>Click a claim to see its trajectory (every family and seed; shaded: the replicates' 95% band).</p>
 <div id="claim-title"></div><div id="claim-figure" class="figure"></div>
-<table id="claims"><thead><tr><th>test</th><th>check</th><th>paper</th><th>tested [95% CI] (claimed side)</th><th>check verdict</th><th>verdict</th></tr></thead>
+<table id="claims"><thead><tr><th>test</th><th>check</th><th>paper</th><th>tested [95% CI] (claimed side)</th><th>check verdict</th><th>seeds to decide</th><th>Holm</th><th>verdict</th></tr></thead>
 <tbody>
 {rows}
 </tbody></table>

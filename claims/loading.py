@@ -16,7 +16,7 @@ from .measurement_store import measurement_key, record_identity, stored_or_measu
 from .store import CacheWriteError, RecordStore, rotated
 from .streaming import DiskBudgetError, HubStream, parse_size, stream_records
 from .suite import FAMILIES, SuiteConfig
-from .windows import PaperScale, paper_scale, shared_scales
+from .windows import DENSE_PAPER_END, PaperScale, paper_scale, shared_scales
 
 
 # what makes a family's series unmeasurable, each with a message that names the problem and the fix:
@@ -103,4 +103,5 @@ def scales_for(config: SuiteConfig, measured: dict[str, list[SeriesMeasurements]
         onsets={f: {m.seed: m.onset for m in series} for f, series in measured.items()},
         steps={f: {m.seed: m.steps for m in series} for f, series in measured.items()},
         ends={f: series[0].total_steps for f, series in measured.items()},
+        paper_ends={"dense": DENSE_PAPER_END} if config.dense_end == "600k" else None,
     )

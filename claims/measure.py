@@ -67,6 +67,8 @@ class SeriesMeasurements:
     r_attn: Trajectory
     ceiling_ffn: Trajectory  # J of the top-1% sets of two disjoint halves at each checkpoint, mean over splits (no replicates)
     ceiling_attn: Trajectory
+    r_null_ffn: Trajectory  # R_t between two disjoint halves of one checkpoint (noise alone), mean over splits (no replicates)
+    r_null_attn: Trajectory
     profile_ffn: np.ndarray  # [checkpoints, layers]
     profile_attn: np.ndarray
     profile_ffn_reps: np.ndarray  # [R, checkpoints, layers]
@@ -141,8 +143,11 @@ def measure_series(
             replicates = np.where(base_reps > 0, 100.0 * (base_reps - after_reps) / np.where(base_reps > 0, base_reps, 1), np.nan)
         drops[ablation] = Trajectory(steps, points, replicates)
 
-    def ceiling(halves: list[tuple[np.ndarray, np.ndarray]]) -> Trajectory:
-        values = np.array([jaccard_rows(a, b).mean() for a, b in halves])
+    def over_halves(halves: list[tuple[np.ndarray, np.ndarray]], metric) -> Trajectory:
+        """metric(half A, half B) at each checkpoint, averaged over the splits (NaNs left out)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            values = np.array([np.nanmean(metric(a, b)) for a, b in halves])
         return Trajectory(steps, values, np.zeros((0, len(steps))))
 
     chance = HIT_K / recs[0]["meta"]["vocab"]
@@ -157,8 +162,10 @@ def measure_series(
         jstab_attn=_pair_trajectory(steps, *sets_attn, jaccard_rows),
         r_ffn=_pair_trajectory(steps, *ffn, positive_gain_concentration_rows),
         r_attn=_pair_trajectory(steps, *attn, positive_gain_concentration_rows),
-        ceiling_ffn=ceiling(sets_ffn[2]),
-        ceiling_attn=ceiling(sets_attn[2]),
+        ceiling_ffn=over_halves(sets_ffn[2], jaccard_rows),
+        ceiling_attn=over_halves(sets_attn[2], jaccard_rows),
+        r_null_ffn=over_halves(ffn[2], positive_gain_concentration_rows),
+        r_null_attn=over_halves(attn[2], positive_gain_concentration_rows),
         profile_ffn=np.stack([array(r, "ffn_layer") for r in recs]),
         profile_attn=np.stack([array(r, "attn_layer") for r in recs]),
         profile_ffn_reps=np.stack([array(r, "boot_ffn_layer") for r in recs], 1),

@@ -32,10 +32,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("st-rank", "S_t ranks units by abs-mean (|mean I|, the paper's I_t) or mean-abs (mean |I|)", "abs-mean", choices=("abs-mean", "mean-abs")),
     Option("attn-positions", "attention neurons: sum (sum the source positions' vectors, then one LPI) or each (sum of per-position LPIs)", "sum", choices=("sum", "each")),
     Option("rho-pairs", "ρ_avg over consecutive checkpoint pairs or all pairs", "consecutive", choices=("consecutive", "all")),
+    Option("dense-end", "the miniature dense run's end on the paper scale: end (1.2M, the same stretch as the MoE's) or 600k (OLMo's last step)", "end", choices=("end", "600k")),
+    Option("margin", "equivalence margin around a value the paper only reports, as a fraction of the quantity's range (0.05: 5 points of a drop)", 0.05, float),
     Option("lpi-mode", "exact Gated-LPI (the paper's score) or first-order (a faster approximation)", "exact"),
     Option("disk-budget", "--suite paper: stream the revisions within this much disk (e.g. 60GB), removing each once its record is stored"),
     Option("cache-dir", "cache for checkpoints and records (default $LPI_CLAIMS_CACHE or ~/.cache/lpi-claims)"),
     Option("report-dir", "where claims.md, claims.json and the figures go", "reports"),
 )
 
-READINGS = ("rank_by", "target", "st_rank", "attn_positions", "rho_pairs")  # the options that choose a reading the paper leaves open
+READINGS = ("rank_by", "target", "st_rank", "attn_positions", "rho_pairs", "dense_end")  # the options that choose a reading the paper leaves open

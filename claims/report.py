@@ -16,6 +16,7 @@ from .figures import figures
 from .html import write_html_report
 from .loading import scales_for
 from .measure import SeriesMeasurements
+from .multiplicity import adjust
 from .payload import payload
 from .records import versions
 from .suite import SuiteConfig
@@ -28,7 +29,7 @@ def evaluate_all(
 ) -> list[ClaimResult]:
     """Every test (claim side) whose families are measured, or those in `test_ids`, in catalogue order."""
     return [
-        evaluate(claim, side, measured, scales, config.rho_pairs)
+        evaluate(claim, side, measured, scales, config.rho_pairs, config.margin)
         for claim in CLAIMS
         for side in claim.sides
         if all(f in measured for f in families_of(side)) and (test_ids is None or f"{claim.id}-{side}" in test_ids)
@@ -47,6 +48,7 @@ def build_report(
     scales = scales_for(config, measured)
     results = evaluate_all(config, measured, scales, test_ids)
     context = {
+        "multiplicity": adjust(results),
         "config": config.as_dict(),
         "series": series_info,
         "scales": {f"{f} seed {s}": scale.describe() for (f, s), scale in sorted(scales.items())},

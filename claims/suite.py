@@ -66,6 +66,8 @@ class SuiteConfig:
     st_rank: str = "abs-mean"
     attn_positions: str = "sum"
     rho_pairs: str = "consecutive"
+    dense_end: str = "end"
+    margin: float = 0.05
     lpi_mode: str = "exact"
     disk_budget: str | None = None
     cache_dir: str | None = None
@@ -85,11 +87,12 @@ class SuiteConfig:
                     values["checkpoints"] = tuple(int(s) for s in str(value).split(",") if s.strip())
                 except ValueError:
                     raise SuiteOptionError(f"--checkpoints must be comma-separated steps, not {value!r}") from None
-            elif option.kind is int:
+            elif option.kind in (int, float):
                 try:
-                    values[option.field] = int(value)
+                    values[option.field] = option.kind(value)
                 except ValueError:
-                    raise SuiteOptionError(f"--{option.name} must be an integer, not {value!r}") from None
+                    what = "an integer" if option.kind is int else "a number"
+                    raise SuiteOptionError(f"--{option.name} must be {what}, not {value!r}") from None
             else:
                 values[option.field] = value
             if option.choices and values[option.field] not in option.choices:
@@ -107,6 +110,8 @@ class SuiteConfig:
             raise SuiteOptionError(f"--examples must be between 1 and 906 (the evaluation set), not {self.examples}")
         if self.lpi_mode not in MODES:
             raise SuiteOptionError(f"--lpi-mode must be one of {', '.join(MODES)}, not {self.lpi_mode!r}")
+        if not 0 <= self.margin < 1:
+            raise SuiteOptionError(f"--margin is a fraction of a quantity's range, from 0 to below 1, not {self.margin}")
         if self.bootstrap < 10:
             raise SuiteOptionError(f"--bootstrap must be at least 10 resamples, not {self.bootstrap}")
         if self.seeds is not None and (self.seeds < 1 or (self.suite == "paper" and self.seeds != 1)):

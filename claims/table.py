@@ -1,12 +1,14 @@
 """The claims-vs-measured table and the markdown report around it (rendering only)."""
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 from tabulate import tabulate
 
 from .evaluate import ClaimResult
 from .options import READINGS
+from .verdicts import combine
 
 MACHINE_NOTE = (
     "Results do not depend on the thread count or the number of workers; on another CPU or kernel set their last "
@@ -64,24 +66,60 @@ def table(results: Sequence[ClaimResult], mode: str) -> str:
                     _checkpoints(c.checkpoints),
                     mode,
                     c.verdict,
+                    "" if c.seeds_needed is None else str(c.seeds_needed),
+                    c.holm_verdict or "",
                     r.verdict if i == 0 else "",
                 ]
             )
-    headers = ["test", "check", "paper", "measured per model [95% CI]", "tested [95% CI] (claimed side)", "checkpoints", "scores", "check verdict", "verdict"]
+    headers = [
+        "test", "check", "paper", "measured per model [95% CI]", "tested [95% CI] (claimed side)", "checkpoints", "scores",
+        "check verdict", "seeds to decide", "Holm", "verdict",
+    ]
     return tabulate(rows, headers=headers, tablefmt="github")
 
 
+SEEDS_NEEDED_NOTE = (
+    "Seeds to decide (an inconclusive check): the fewest seeds at which the interval rule would decide it if the "
+    "measured effect, the seed-to-seed spread and the examples' spread stayed as measured, the interval narrowing as "
+    "1/√seeds and its t quantile with the seed count; '> 100' where no count up to 100 would."
+)
+
+
+def tally(verdicts: Sequence[str]) -> str:
+    counts: dict[str, int] = {}
+    for v in verdicts:
+        counts[v] = counts.get(v, 0) + 1
+    return ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+
+
+def by_finding(results: Sequence[ClaimResult]) -> dict[str, str]:
+    """Each finding's (claim's) verdict over all its tests: replicated only when every test is."""
+    tests: dict[str, list[str]] = {}
+    for r in results:
+        tests.setdefault(r.claim, []).append(r.verdict)
+    return {claim: combine(verdicts) for claim, verdicts in tests.items()}
+
+
+def multiplicity_lines(summary: dict) -> list[str]:
+    return [
+        f"- {summary['checks']} checks, each one-sided at {100 * summary['alpha_one_sided']:.1f}%: were every effect null, "
+        f"{summary['expected_false_replications']:.2f} of them would read replicated on average.",
+        f"- Holm-adjusted over the run's checks: {summary['replicated_holm']} replicated (unadjusted {summary['replicated']}), "
+        f"{summary['not_replicated_holm']} not replicated (unadjusted {summary['not_replicated']}); the table's Holm column per check.",
+    ]
+
+
 def _value(v) -> str:
-    return f"{v:.4f}" if isinstance(v, float) else str(v)
+    if isinstance(v, float):
+        return f"{v:.4f}" if math.isfinite(v) else "undefined"
+    return str(v)
 
 
 def markdown(results: Sequence[ClaimResult], context: dict) -> str:
     config = context["config"]
     line = ", ".join(f"{k}={v}" for k, v in config.items() if v not in (None, (), []))
     readings = ", ".join(f"{k}={config[k]}" for k in READINGS)
-    counts = {}
-    for r in results:
-        counts[r.verdict] = counts.get(r.verdict, 0) + 1
+    findings = by_finding(results)
     lines = [
         "# lpi-claims: claims vs measured",
         "",
@@ -89,14 +127,27 @@ def markdown(results: Sequence[ClaimResult], context: dict) -> str:
         "",
         f"Scores: {SCORES[config['lpi_mode']]}. Readings in force: {readings}; attention neurons: {ATTENTION[config['attn_positions']]}.",
         "",
-        ("Verdicts: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items())) + f" of {len(results)} tests.") if results else "Verdicts: no test was measured (see Not measured).",
+        (
+            f"Verdicts: {tally([r.verdict for r in results])} of {len(results)} tests; by finding, "
+            f"{tally(list(findings.values()))} of {len(findings)} findings."
+        ) if results else "Verdicts: no test was measured (see Not measured).",
         "",
         table(results, config["lpi_mode"]),
+        "",
+        f"{SEEDS_NEEDED_NOTE}",
+        "",
+        "## Multiplicity",
+        "",
+        *(multiplicity_lines(context["multiplicity"]) if "multiplicity" in context else ["- not computed"]),
         "",
         "## Interval methods",
         "",
     ]
     lines += [f"- {m}" for m in sorted({c.method for r in results for c in r.checks})] or ["- none"]
+    reported = [(r.test_id, label, values) for r in results for label, values in r.reported.items()]
+    if reported:
+        lines += ["", "## Reported beside the checks (not tested)", ""]
+        lines += [f"- {test}: {label}: " + "; ".join(f"{f} {v['shown']}" for f, v in values.items()) for test, label, values in reported]
     lines += ["", "## Controls beside the set statistics", ""]
     for r in results:
         for family, values in r.controls.items():

@@ -5,8 +5,11 @@ step). On a miniature series the paper's first checkpoint (10K) maps to the know
 the rest of the run maps linearly, by fraction of the post-onset stretch, onto 10K .. 1.2M (the
 end of the longer paper run, OLMoE's): `paper(x) = 10K + (x - onset) / (end - onset) · 1.19M`.
 Both families of a seed share one mapping, anchored at the later of their two onsets, so a window
-means the same stretch of training for both. Checkpoints before onset have no paper analogue
-(shown, never used). The paper suite keeps the paper's real steps.
+means the same stretch of training for both (`--dense-end end`, the default: both miniature runs
+are equally long, and the paper's step k is the same token count for both of its models). With
+`--dense-end 600k` the dense run's end maps to 600K, OLMo's last step, instead: its final,
+annealed checkpoints stand for OLMo's, and no dense checkpoint lies past 600K. Checkpoints before
+onset have no paper analogue (shown, never used). The paper suite keeps the paper's real steps.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 
 PAPER_FIRST = 10_000  # the paper's first analysed checkpoint
 PAPER_END = 1_200_000  # the end of the longer paper run (OLMoE): a miniature run's last step maps here
+DENSE_PAPER_END = 600_000  # the end of OLMo's run: the dense miniature run's last step with --dense-end 600k
 END = -1  # a window bound or point meaning "the end of the run"
 
 
@@ -64,11 +68,11 @@ class PaperScale:
         return f"onset {self.onset} ({self.anchored}): {shown}"
 
 
-def miniature_scale(steps: list[int], end: int, onset: int | None, anchored: str) -> PaperScale:
-    """Onset → 10K, the run's end → 1.2M, linear between; steps before onset have no analogue."""
+def miniature_scale(steps: list[int], end: int, onset: int | None, anchored: str, paper_end: int = PAPER_END) -> PaperScale:
+    """Onset → 10K, the run's end → `paper_end` (1.2M), linear between; steps before onset have no analogue."""
     if onset is None or onset >= end:
         return PaperScale(tuple(steps), tuple(None for _ in steps), onset, anchored)
-    span = (PAPER_END - PAPER_FIRST) / (end - onset)
+    span = (paper_end - PAPER_FIRST) / (end - onset)
     paper = tuple(PAPER_FIRST + (s - onset) * span if s >= onset else None for s in steps)
     return PaperScale(tuple(steps), paper, onset, anchored)
 
@@ -87,9 +91,15 @@ AFTER_200K = Window("200K-end", 200_000, END)
 WINDOWS = (EARLY, LATE, WITHIN_100K, CONSOLIDATION, AFTER_200K, FULL_RUN)
 
 
-def shared_scales(onsets: dict[str, dict[int, int | None]], steps: dict[str, dict[int, list[int]]], ends: dict[str, int]) -> dict[tuple[str, int], PaperScale]:
+def shared_scales(
+    onsets: dict[str, dict[int, int | None]],
+    steps: dict[str, dict[int, list[int]]],
+    ends: dict[str, int],
+    paper_ends: dict[str, int] | None = None,
+) -> dict[tuple[str, int], PaperScale]:
     """The miniature mapping of every (family, seed): anchored at the later onset of the families
-    given for that seed (both, in a run with contrasts), so the families share one scale."""
+    given for that seed (both, in a run with contrasts), so the families share one scale; a family's
+    run ends at its `paper_ends` step (default 1.2M)."""
     scales = {}
     families = sorted(onsets)
     for seed in sorted(set.intersection(*(set(onsets[f]) for f in families))) if families else []:
@@ -100,5 +110,5 @@ def shared_scales(onsets: dict[str, dict[int, int | None]], steps: dict[str, dic
         else:
             how = f"{families[0]}'s own onset (the other family is not in this run)"
         for f in families:
-            scales[(f, seed)] = miniature_scale(steps[f][seed], ends[f], anchor, how)
+            scales[(f, seed)] = miniature_scale(steps[f][seed], ends[f], anchor, how, (paper_ends or {}).get(f, PAPER_END))
     return scales

@@ -79,11 +79,18 @@ def test_report_holds_every_check_with_its_interval_and_a_verdict_that_follows_t
             assert check["verdict"] == verdict(check["op"], check["threshold"], (low, high), testable=check["untestable"] is None)
             assert "20 resamples over examples (one seed)" in check["method"]
             assert ("centred percentile" in check["method"]) == ("J" in check["label"] or "R_t" in check["label"])
+            assert check["holm_verdict"] in VERDICTS and check["seeds_needed"] is None  # one seed: no seed spread to scale
+            if check["p_value"] is not None:  # the p-value and the verdict tell the same
+                assert (check["p_value"] < 0.025) == (check["verdict"] == "replicated")
+    checks = [c for claim in payload["claims"] for c in claim["checks"]]
+    assert payload["context"]["multiplicity"]["checks"] == sum(c["p_value"] is not None for c in checks)
     assert "NaN" not in (report / "claims.json").read_text()
     markdown = (report / "claims.md").read_text()
     assert all(c.id in markdown for c in CLAIMS) and "| test " in markdown
     assert "rank_by=abs" in markdown and "target=answer" in markdown and "rho_pairs=consecutive" in markdown
     assert "## Paper scale" in markdown and "split-half ceiling" in markdown and "random-set J over routed units" in markdown
+    assert "## Multiplicity" in markdown and "J_stab / ceiling" in markdown and "R_t null" in markdown and "by finding" in markdown
+    assert "σ_rel 10K-600K (the paper's)" in markdown  # reported beside the tested σ_norm
     for figure in ("fig1_jstab.png", "fig2_layer_trajectories.png", "fig3_4_layer_profiles.png", "fig5_ablation.png"):
         assert (report / figure).stat().st_size > 10_000
     run = MiniatureRun(next((cache / "miniature").glob("smoke-*")))
@@ -161,6 +168,9 @@ def test_k_ablate_selects_the_ablation_claims(first_run, pytester):
         (["--moe-model", "x/y"], "use them with --suite paper"),
         (["--bootstrap", "3"], "--bootstrap must be at least 10"),
         (["--lpi-mode", "second-order"], "--lpi-mode must be one of exact, first-order"),
+        (["--margin", "wide"], "--margin must be a number, not 'wide'"),
+        (["--margin", "1.5"], "--margin is a fraction of a quantity's range, from 0 to below 1, not 1.5"),
+        (["--dense-end", "300k"], "--dense-end must be one of end, 600k"),
     ],
 )
 def test_bad_options_fail_at_start_up(pytester, tmp_path, args, message):

@@ -122,3 +122,55 @@ def test_a_contrast_is_widened_over_its_seeds_paired_differences():
     assert interval(contrast, set_statistic=False) == pytest.approx(student_t_interval([0.10, 0.08, 0.15]))
     one = pool([Estimate(0.5, 0.5 + 0.01 * np.arange(-50, 50))])  # one seed: the bootstrap over examples alone
     assert one.seed_points is None and interval(one, set_statistic=False) == pytest.approx(bootstrap_interval(one.replicates))
+
+
+BOUNDED_DRAWS = {  # name: (range, a draw of n seed-level values): skewed towards a bound, or heavy-tailed
+    "correlation near 1": ((-1.0, 1.0), lambda rng, n: np.tanh(np.arctanh(0.97) + 0.35 * rng.normal(size=n))),
+    "share near 0": ((0.0, 1.0), lambda rng, n: rng.beta(4, 40, size=n)),
+    "drop near 100%": ((-np.inf, 100.0), lambda rng, n: 100 - np.exp(np.log(10) + 0.5 * rng.normal(size=n))),
+    "heavy-tailed (t, 2 d.f.)": ((-np.inf, np.inf), lambda rng, n: 5 + rng.standard_t(2, size=n)),
+}
+
+
+@pytest.mark.parametrize("seeds", [3, 8])
+@pytest.mark.parametrize("name", list(BOUNDED_DRAWS))
+def test_intervals_over_seeds_stay_in_range_and_keep_their_level_on_bounded_and_heavy_tailed_draws(name, seeds):
+    """Planted truth: seed-level values from a skewed bounded (or a heavy-tailed) distribution, each
+    measured with example noise on its range's scale; the target is their population mean. On the
+    range's scale (`RangeScale`) every interval lies inside the range and covers the mean in ≥ 93%
+    of 600 draws."""
+    from claims.intervals import Estimate, RangeScale, interval, pool
+
+    limits, draw = BOUNDED_DRAWS[name]
+    rng = np.random.default_rng(5)
+    mean = float(draw(rng, 2_000_000).mean())
+    scale = RangeScale(limits)
+    covered = 0
+    for _ in range(600):
+        values = draw(rng, seeds)
+        pooled = pool([Estimate(float(v), scale.from_z(scale.to_z(v) + 0.05 * rng.normal(size=200))) for v in values])
+        low, high = interval(pooled, set_statistic=False, limits=limits)
+        assert limits[0] <= low <= high <= limits[1]
+        covered += low <= mean <= high
+    print(f"{name}, {seeds} seeds: coverage {covered / 600:.3f}")
+    assert covered / 600 >= 0.93
+
+
+def test_without_its_range_a_t_interval_over_three_seeds_leaves_it():
+    """The defect the range's scale removes: ρ_avg near 1 over 3 seeds gives intervals past 1 (the report's ρ 1.01)."""
+    from claims.intervals import Estimate, interval, pool
+
+    pooled = pool([Estimate(v, np.full(100, v)) for v in (0.95, 0.99, 0.999)])
+    assert interval(pooled, set_statistic=False)[1] > 1.0
+    low, high = interval(pooled, set_statistic=False, limits=(-1.0, 1.0))
+    assert -1.0 < low < 0.95 and 0.999 < high < 1.0
+
+
+def test_range_scales_are_inverse_and_increasing():
+    from claims.intervals import RangeScale
+
+    for limits, x in (((-1.0, 1.0), [-0.9, 0.0, 0.97]), ((0.0, 1.0), [0.01, 0.5]), ((-np.inf, 100.0), [-50.0, 99.0]), ((0.0, np.inf), [0.1, 8.0])):
+        scale = RangeScale(limits)
+        z = scale.to_z(x)
+        assert scale.from_z(z) == pytest.approx(x) and np.all(np.diff(z) > 0)
+    assert RangeScale((-1.0, 1.0)).to_z(0.5) == pytest.approx(np.arctanh(0.5))  # Fisher's z for a correlation

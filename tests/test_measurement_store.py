@@ -28,7 +28,7 @@ def tiny_measurements(seed: int = 0) -> SeriesMeasurements:
     drop.replicates[1, 2] = np.nan
     return SeriesMeasurements(
         family="moe", name="tiny", seed=seed, steps=[1, 2, 3, 4], total_steps=4, chance=0.01,
-        jstab_ffn=pairs(), jstab_attn=pairs(), r_ffn=pairs(), r_attn=pairs(),
+        jstab_ffn=pairs(), jstab_attn=pairs(), r_ffn=pairs(), r_attn=pairs(), r_null_ffn=per_step(), r_null_attn=per_step(),
         ceiling_ffn=Trajectory([1, 2, 3, 4], rng.normal(size=4), np.zeros((0, 4))), ceiling_attn=per_step(),
         profile_ffn=rng.normal(size=(4, 2)), profile_attn=rng.normal(size=(4, 2)),
         profile_ffn_reps=rng.normal(size=(5, 4, 2)), profile_attn_reps=rng.normal(size=(5, 4, 2)),

@@ -180,9 +180,12 @@ def test_an_undefined_quantity_is_not_measured():
     moe = _series("moe", population, rng, profile=flat)
     moe[0].profile_ffn[:] = 1.0
     moe[0].profile_ffn_reps[:] = 1.0
+    moe[0].profile_attn[:] = 1.0
+    moe[0].profile_attn_reps[:] = 1.0
     result = _contrast(moe, _series("dense", population, rng), "early-lock-in")
     assert result.verdict == NOT_MEASURED, result.message()
-    assert result.checks[0].untestable is None and np.isnan(result.checks[0].value)
+    assert [c.verdict for c in result.checks] == [NOT_MEASURED, NOT_MEASURED]
+    assert result.checks[0].untestable is None and np.isnan(result.checks[0].value) and result.checks[0].p_value is None
 
 
 def test_a_window_without_post_onset_checkpoints_is_not_testable():
@@ -230,3 +233,52 @@ def test_each_seeds_controls_are_over_its_own_usable_checkpoints():
     assert shown == pytest.approx(np.mean(per_seed))
     unscaled = np.mean([np.mean([m.ceiling_ffn.points[STEPS.index(s)] for s in used]) for m in series])
     assert abs(shown - unscaled) > 1e-6  # the planted ceilings differ at step 20-25, so the rule is seen
+
+
+def test_a_profile_that_stays_after_it_forms_locks_in_and_one_that_keeps_shifting_does_not():
+    """early-lock-in on planted layer profiles: the MoE's keeps one shape from its first usable checkpoint
+    on (plus noise); the dense model's is drawn afresh at every checkpoint."""
+    rng = np.random.default_rng(8)
+    population = _population(rng, True)
+    moe = _series("moe", population, rng, profile=np.linspace(1, 2, LAYERS))
+    dense = _series("dense", population, rng)
+    for step in range(len(STEPS)):
+        dense[0].profile_ffn[step] = dense[0].profile_attn[step] = rng.permutation(np.linspace(1, 2, LAYERS))
+        dense[0].profile_ffn_reps[:, step] = dense[0].profile_attn_reps[:, step] = dense[0].profile_ffn[step]
+    result = _contrast(moe, dense, "early-lock-in")
+    assert [c.verdict for c in result.checks] == [REPLICATED, REPLICATED], result.message()
+    assert [c.label.split(" lock-in")[0] for c in result.checks] == ["FFN", "ATTN"]
+
+
+def test_a_reported_value_is_tested_past_the_equivalence_margin_not_at_itself():
+    moe_drop = claim_by_id("ablate-top10-heads").checks_for("moe")[0]
+    dense_drop = claim_by_id("ablate-top10-heads").checks_for("dense")[0]
+    assert (moe_drop.threshold_at(0.05), dense_drop.threshold_at(0.05)) == pytest.approx((14.44, 45.43))  # 9.44 + 5, 50.43 - 5 points
+    assert moe_drop.threshold_at(0.0) == 9.44
+    ffn_rho, attn_rho = claim_by_id("moe-full-run-consolidation").checks
+    assert (ffn_rho.threshold_at(0.05), attn_rho.threshold_at(0.05)) == pytest.approx((0.92, 0.90))
+    stated = claim_by_id("ffn-concentration").checks_for("moe")[0]  # "over 45%": a bound the text states, no margin
+    assert stated.threshold_at(0.05) == 0.45
+
+
+def test_with_dense_end_600k_the_dense_runs_last_step_maps_to_olmos_last():
+    scales = shared_scales({"moe": {0: 20}, "dense": {0: 20}}, {"moe": {0: STEPS}, "dense": {0: STEPS}}, {"moe": STEPS[-1], "dense": STEPS[-1]},
+                           paper_ends={"dense": 600_000})
+    assert scales[("moe", 0)].paper_step(STEPS[-1]) == 1_200_000
+    assert scales[("dense", 0)].paper_step(STEPS[-1]) == 600_000
+    assert scales[("dense", 0)].paper_step(20) == scales[("moe", 0)].paper_step(20) == 10_000
+
+
+def test_controls_show_j_over_its_ceiling_and_the_r_t_noise_floor():
+    from claims.evaluate import controls
+
+    rng = np.random.default_rng(5)
+    series = _series("moe", _population(rng, True), rng)
+    scales = shared_scales({"moe": {0: STEPS[0]}}, {"moe": {0: STEPS}}, {"moe": STEPS[-1]})
+    shown = controls(claim_by_id("ffn-stability-late"), "moe", series, STEPS, scales)
+    m = series[0]
+    jstab = np.mean([m.jstab_ffn.points[m.jstab_ffn.steps.index(s)] for s in STEPS[1:]])
+    assert shown["ffn J_stab / ceiling"] == pytest.approx(jstab / np.mean(m.ceiling_ffn.points))
+    concentration = controls(claim_by_id("ffn-concentration"), "moe", series, STEPS, scales)
+    floor = concentration["ffn R_t null (two halves of one checkpoint)"]
+    assert floor == pytest.approx(np.mean(m.r_null_ffn.points)) and 0 < floor < 1

@@ -1,0 +1,93 @@
+"""What an inconclusive check needs (seeds to decide), the p-value the verdict rule implies, and Holm over a run."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import t as student_t
+
+from claims.evaluate import CheckResult, ClaimResult
+from claims.intervals import Estimate, interval, one_sided_p, seeds_needed
+from claims.multiplicity import adjust, holm
+from claims.verdicts import INCONCLUSIVE, NOT_MEASURED, NOT_REPLICATED, REPLICATED, verdict
+
+
+def _estimate(point: float, replicates, seed_points=None) -> Estimate:
+    seeds = None if seed_points is None else np.asarray(seed_points, dtype=float)
+    return Estimate(point, np.asarray(replicates, dtype=float), [1, 2], seed_points=seeds)
+
+
+def test_seeds_needed_where_the_seed_spread_sets_the_width():
+    # 3 seeds at 0, 1, 2 (mean 1, sd 1), examples noise nil: decided once t_{n-1} / √n < 1 (the gap to 0):
+    # n = 6 gives 2.571 / 2.449 = 1.050, n = 7 gives 2.447 / 2.646 = 0.925
+    estimate = _estimate(1.0, np.full(1000, 1.0), [0.0, 1.0, 2.0])
+    assert verdict(">", 0.0, interval(estimate, False)) == INCONCLUSIVE
+    assert seeds_needed(estimate, False, 0.0) == 7
+    assert seeds_needed(_estimate(-1.0, np.full(1000, -1.0), [-2.0, -1.0, 0.0]), False, 0.0) == 7  # the other side alike
+
+
+def test_seeds_needed_where_the_examples_set_the_width():
+    # bootstrap replicates: 2.5% percentile 0.5 below the point 1.0; threshold 0.8 (gap 0.2); seeds nearly equal.
+    # the half-width 0.5 shrinks as √(3 / n): n = 18 gives 0.2041, n = 19 gives 0.1987 < 0.2
+    replicates = np.array([0.5] * 50 + [1.0] * 900 + [1.5] * 50)
+    estimate = _estimate(1.0, replicates, [0.99, 1.0, 1.01])
+    assert verdict(">", 0.8, interval(estimate, False)) == INCONCLUSIVE
+    assert seeds_needed(estimate, False, 0.8) == 19
+
+
+def test_seeds_needed_says_when_no_count_or_no_effect_would_decide():
+    noisy = _estimate(0.001, np.zeros(1000), [-1.0, 0.003, 1.0])
+    assert seeds_needed(noisy, False, 0.0) == "> 100"
+    assert seeds_needed(_estimate(0.5, np.zeros(1000), [0.0, 0.5, 1.0]), False, 0.5) == "no effect measurable"
+    assert seeds_needed(_estimate(1.0, np.zeros(1000)), False, 0.0) is None  # one seed: no seed spread to scale
+    untestable = Estimate.not_testable("window holds 1 checkpoint", [1], 1000)
+    assert seeds_needed(untestable, False, 0.0) is None
+
+
+def test_the_p_value_of_a_seeds_t_interval_is_students_one_sided_p():
+    # examples add nothing (replicates all at the mean): the interval at every level is the t interval of 1, 2, 3
+    estimate = _estimate(2.0, np.full(1000, 2.0), [1.0, 2.0, 3.0])
+    by_hand = float(student_t.sf(2.0 / (1.0 / np.sqrt(3)), 2))  # t = 3.464 on 2 degrees of freedom: 0.0371
+    assert one_sided_p(estimate, False, ">", 0.0) == pytest.approx(by_hand, abs=1e-6)
+    assert one_sided_p(estimate, False, "<", 0.0) == 1.0  # no interval lies below 0
+
+
+def test_the_p_value_of_one_seeds_percentile_interval_is_the_share_of_replicates_past_the_threshold():
+    replicates = np.arange(1000) / 1000  # 0.000 .. 0.999: 10% of them at or below 0.0995
+    assert one_sided_p(_estimate(0.5, replicates), False, ">", 0.0995) == pytest.approx(0.1, abs=2e-3)
+
+
+@pytest.mark.parametrize("shift", [-0.9, -0.3, -0.05, 0.0, 0.05, 0.3, 0.9])
+def test_a_check_is_replicated_exactly_when_its_p_value_is_below_two_and_a_half_percent(shift):
+    rng = np.random.default_rng(3)
+    estimate = _estimate(shift, shift + 0.1 * rng.normal(size=1000), shift + 0.3 * rng.normal(size=4))
+    for op in (">", "<"):
+        decided = verdict(op, 0.0, interval(estimate, False))
+        assert (one_sided_p(estimate, False, op, 0.0) < 0.025) == (decided == REPLICATED), (op, shift)
+
+
+def test_holm_by_hand():
+    # m = 4 defined: sorted 0.005, 0.01, 0.03, 0.04 -> 4·0.005 = 0.02, 3·0.01 = 0.03, 2·0.03 = 0.06, max(0.06, 0.04)
+    assert holm([0.01, 0.04, 0.03, None, 0.005]) == pytest.approx([0.03, 0.06, 0.06, None, 0.02])
+    assert holm([0.6, 0.5]) == [1.0, 1.0]  # capped at 1
+    assert holm([]) == []
+
+
+def _check(p: float | None, p_opposite: float | None, outcome: str) -> CheckResult:
+    return CheckResult(
+        label="q", side="moe", paper="", source="", op=">", threshold=0.0, value=0.0, interval=(0.0, 0.0), verdict=outcome,
+        checkpoints={}, method="", magnitudes={}, shown="", threshold_shown="", p_value=p, p_value_opposite=p_opposite,
+    )
+
+
+def test_holm_verdicts_over_a_run():
+    checks = [_check(0.001, 0.999, REPLICATED), _check(0.02, 0.98, REPLICATED), _check(0.999, 0.001, NOT_REPLICATED), _check(None, None, NOT_MEASURED)]
+    results = [ClaimResult("a", "moe", "", checks[:2], REPLICATED, {}, [0]), ClaimResult("b", "moe", "", checks[2:], NOT_REPLICATED, {}, [0])]
+    summary = adjust(results)
+    # claimed side: 3 defined, 0.001·3 = 0.003 < 0.025, 0.02·2 = 0.04 > 0.025; opposite side: 0.001·3 = 0.003
+    assert [c.holm_verdict for c in checks] == [REPLICATED, INCONCLUSIVE, NOT_REPLICATED, NOT_MEASURED]
+    assert checks[1].holm_p == pytest.approx(0.04)
+    assert [r.holm_verdict for r in results] == [INCONCLUSIVE, NOT_REPLICATED]
+    assert summary == {
+        "checks": 3, "alpha_one_sided": 0.025, "expected_false_replications": pytest.approx(0.075),
+        "replicated": 2, "replicated_holm": 1, "not_replicated": 1, "not_replicated_holm": 1,
+    }
