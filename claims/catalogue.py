@@ -10,6 +10,10 @@ equivalence margin (`--margin`, a fraction of the quantity's range: 5 points of 
 paper's tables is shown as a magnitude, marked "(table N)". Each check's `source` quotes the
 sentence it rests on.
 
+Ablations are tested on held-out sets: the masked units are chosen on one half of the examples
+and the drop is scored on the other (both ways), so no example is scored with a set its own
+scores chose. The paper's in-sample drop, a random set's and the HIT@1 drops are reported beside.
+
 Sides: `moe` and `dense` checks read one family's series only; `contrast` checks read both. A
 pytest id is `<claim>-<side>`, so `-k moe` runs only MoE-side checks (never loading the dense
 series), `-k dense` the dense side, `-k contrast` the comparisons.
@@ -207,14 +211,15 @@ def lock_in(kind: str, formed: int, window: Window) -> Measure:
     return measure
 
 
-def drop_mean(ablation: str) -> Measure:
-    """The HIT@10 drop averaged over the post-onset checkpoints (10K–end)."""
+def drop_mean(masked: str, hits: str = "HIT@10") -> Measure:
+    """The drop in `hits` (HIT@10 or HIT@1) when `masked` (a key of `SeriesMeasurements.drops`) is
+    masked, averaged over the post-onset checkpoints (10K–end)."""
 
     def measure(m: SeriesMeasurements, ctx: Context) -> Estimate:
         chosen = ctx.scale.window(FULL_RUN)
         if len(chosen) < 2:
             return _untestable(m, f"{len(chosen)} usable checkpoint(s) {chosen}", chosen)
-        t = m.drops[ablation]
+        t = (m.drops if hits == "HIT@10" else m.drops_at_1)[masked]
         idx = [t.steps.index(s) for s in chosen]
         with np.errstate(invalid="ignore"):
             return Estimate(float(np.mean(t.points[idx])), t.replicates[:, idx].mean(1), chosen)
@@ -241,8 +246,16 @@ def _lock_in(kind: str) -> Quantity:
     return Quantity(f"{kind.upper()} lock-in ρ, 100K vs each later ≤ 600K", lock_in(kind, 100_000, LATE), limits=CORRELATION)
 
 
-def _drop(ablation: str) -> Quantity:
-    return Quantity(f"HIT@10 drop, {ablation} masked", drop_mean(ablation), unit="%", limits=DROP)
+def _drop(ablation: str, kind: str = "held-out", hits: str = "HIT@10") -> Quantity:
+    """The drop when `ablation`'s set is masked: chosen on the other half of the examples (held-out,
+    the tested one), on all of them (in-sample, the paper's) or at random (ablations.py)."""
+    masked = ablation if kind == "in-sample" else f"{kind}/{ablation}"
+    return Quantity(f"{hits} drop, {ablation} masked ({kind})", drop_mean(masked, hits), unit="%", limits=DROP)
+
+
+def _drops_reported(ablation: str) -> tuple[Quantity, ...]:
+    """Beside the tested held-out HIT@10 drop: the paper's in-sample one, a random set's, and HIT@1's."""
+    return (_drop(ablation, "in-sample"), _drop(ablation, "random"), _drop(ablation, "held-out", "HIT@1"), _drop(ablation, "random", "HIT@1"))
 
 
 def _change(trajectory: str, label: str, start: int, stop: int) -> Quantity:
@@ -402,6 +415,7 @@ CLAIMS: tuple[Claim, ...] = (
         finding="HIT@10 drop when the top-1 head is masked: MoE negligible, dense large",
         checks=(_less(_drop("top1-head"), paper="0.06% vs 16.46% (table 4)",
                       source="text: Ablating the single most important head in OLMo causes a performance drop (16.46%), whereas the same intervention has a negligible effect on OLMoE"),),
+        reported=_drops_reported("top1-head"),
         sets=("heads",),
     ),
     Claim(
@@ -414,6 +428,7 @@ CLAIMS: tuple[Claim, ...] = (
                   source="text: averages a catastrophic 50.43%; the reported value less the equivalence margin"),
             _less(_drop("top10-heads"), paper="9.44% vs 50.43% (table 4)", source="text: the performance drop is not only substantially smaller than in OLMo"),
         ),
+        reported=_drops_reported("top10-heads"),
         sets=("heads",),
     ),
     Claim(
@@ -421,6 +436,7 @@ CLAIMS: tuple[Claim, ...] = (
         finding="HIT@10 drop when the top-1% FFN neurons (S_t) are masked: MoE less than dense",
         checks=(_less(_drop("top1pct-ffn"), paper="35.5% vs 96.1% (table 4)",
                       source="text: OLMoE exhibits a moderate performance reduction of 35.5% ... OLMo nearly collapses, with a 96.1% mean drop"),),
+        reported=_drops_reported("top1pct-ffn"),
         sets=("ffn",),
     ),
 )

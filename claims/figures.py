@@ -12,7 +12,7 @@ from claims.atomic import atomic_write_png  # noqa: E402
 from lpi_core.metrics import random_set_jaccard  # noqa: E402
 
 from .measure import SeriesMeasurements  # noqa: E402
-from .records import ABLATIONS  # noqa: E402
+from .ablations import ABLATIONS  # noqa: E402
 
 FIGURES = ("fig1_jstab.png", "fig2_layer_trajectories.png", "fig3_4_layer_profiles.png", "fig5_ablation.png")
 
@@ -62,9 +62,14 @@ def figures(measured: dict[str, list[SeriesMeasurements]], out: Path) -> list[Pa
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6), layout="constrained")
     for ax, ablation in zip(axes, ABLATIONS):
         for m in every:
-            t = m.drops[ablation]
-            ax.plot([s / m.total_steps for s in t.steps], t.points, marker="o", label=_label(m, several))
+            colour = None  # one colour per model: its held-out (tested), in-sample and random-set drops
+            for kind, style in (("held-out", "-"), ("in-sample", "--"), ("random", ":")):
+                t = m.drops[ablation if kind == "in-sample" else f"{kind}/{ablation}"]
+                label = _label(m, several) if kind == "held-out" else None
+                (line,) = ax.plot([s / m.total_steps for s in t.steps], t.points, linestyle=style, color=colour, marker="o" if label else None, label=label)
+                colour = line.get_color()
         ax.set(title=f"HIT@10 drop, {ablation} masked", xlabel="fraction of training run", ylabel="drop (%)")
         ax.legend(fontsize="small")
+    fig.suptitle("solid: the set chosen on the other half of the examples (tested); dashed: chosen on all (the paper's); dotted: a random set of its size")
     written.append(atomic_write_png(fig, out / FIGURES[3]))
     return written

@@ -2,8 +2,9 @@
 `seed, step` before each record's unit dimensions (lpi_core/labels.py), read from the cache alone.
 
 Variables: the dataset-level scores `ffn (seed, step, layer, expert, neuron)`, `attn (…, layer,
-head, dim)`, `heads`, `ffn_layer`, `attn_layer`, and `hit_at_10 (seed, step, ablation, example)`
-(1 where the answer is in the top 10, per ablation: base, top1-head, top10-heads, top1pct-ffn).
+head, dim)`, `heads`, `ffn_layer`, `attn_layer`, and `hit_at_10`, `hit_at_1 (seed, step, ablation, example)`
+(1 where the answer is in the top 10 / top 1, per masked set: base, then every ablation's in-sample,
+held-out and random set, `claims.ablations.HIT_KEYS`).
 Coordinates name each FFN block and attention projection by its module path; the attributes hold
 the run's options, so the Dataset says which records it came from.
 """
@@ -18,7 +19,7 @@ from fixtures.series import Announcer, Checkpoint, silent
 from lpi_core.adapters import adapter_for
 from lpi_core.labels import unit_names, scores_dataset
 
-from .records import ABLATIONS
+from .ablations import HIT_KEYS
 from .store import RecordStore
 from .suite import SuiteConfig
 
@@ -54,11 +55,11 @@ def load_series(config: SuiteConfig, family: str, announce: Announcer = silent) 
             scores = {name: record[name] for name in ("heads", "ffn_layer", "attn_layer")}
             scores |= {name: record[name].reshape(record[name].shape[0], *shapes[name]) for name in shapes}
             step = scores_dataset(scores, unit_names(model))
-            hits = torch.stack([record["hits"][name] for name in ("base", *ABLATIONS)]).to(torch.int8).numpy()
-            steps.append(step.assign(hit_at_10=(("ablation", "example"), hits)))
+            hits = {k: torch.stack([record[k][name] for name in HIT_KEYS]).to(torch.int8).numpy() for k in ("hits", "hits_at_1")}
+            steps.append(step.assign(hit_at_10=(("ablation", "example"), hits["hits"]), hit_at_1=(("ablation", "example"), hits["hits_at_1"])))
         seeds.append(xr.concat(steps, dim="step").assign_coords(step=series.steps))
     dataset = xr.concat(seeds, dim="seed").assign_coords(
-        seed=[s.seed for s in series_list], ablation=["base", *ABLATIONS], example=np.arange(len(data.prompts))
+        seed=[s.seed for s in series_list], ablation=list(HIT_KEYS), example=np.arange(len(data.prompts))
     )
     attributes = {k: v if isinstance(v, (int, float, str)) and not isinstance(v, bool) else str(v) for k, v in config.as_dict().items()}
     return dataset.assign_attrs(family=family, series=series_list[0].name, total_steps=series_list[0].total_steps, data=data.digest, **attributes)

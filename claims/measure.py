@@ -26,7 +26,6 @@ from lpi_core.metrics import (
 )
 
 from .intervals import Estimate
-from .records import ABLATIONS
 
 HIT_K = 10
 
@@ -74,7 +73,8 @@ class SeriesMeasurements:
     profile_ffn_reps: np.ndarray  # [R, checkpoints, layers]
     profile_attn_reps: np.ndarray
     hit: Trajectory
-    drops: dict[str, Trajectory]
+    drops: dict[str, Trajectory]  # HIT@10 drop per masked set: `<ablation>` (in-sample), `held-out/…`, `random/…` (ablations.py)
+    drops_at_1: dict[str, Trajectory]  # the same for HIT@1
     units: dict[str, int]  # ffn, attn, heads, layers
     routed_ffn: list[int]  # per checkpoint: the FFN units with a non-zero score (a MoE's routed ones)
     onset: int | None  # the knowledge onset: the series' recorded one, else the first checkpoint with half its final HIT@10 gain
@@ -130,19 +130,23 @@ def measure_series(
     reps = ffn[1][0].shape[0]
     counts = resample_weights(n, reps).double().numpy()
 
-    def hit_rate(ablation: str) -> tuple[np.ndarray, np.ndarray]:
-        matrix = np.stack([r["hits"][ablation].numpy().astype(np.float64) for r in recs], 1)  # [examples, checkpoints]
+    def hit_rate(hits: str, key: str) -> tuple[np.ndarray, np.ndarray]:
+        matrix = np.stack([r[hits][key].numpy().astype(np.float64) for r in recs], 1)  # [examples, checkpoints]
         return matrix.sum(0) / n, (counts @ matrix) / n  # sums of integers: exact in any order
 
-    base, base_reps = hit_rate("base")
-    drops = {}
-    for ablation in ABLATIONS:
-        after, after_reps = hit_rate(ablation)
-        points = np.array([ablation_drop(b, a) for b, a in zip(base, after)])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            replicates = np.where(base_reps > 0, 100.0 * (base_reps - after_reps) / np.where(base_reps > 0, base_reps, 1), np.nan)
-        drops[ablation] = Trajectory(steps, points, replicates)
+    def ablation_drops(hits: str) -> dict[str, Trajectory]:
+        """The relative drop of every masked set's hit rate (`hits`: HIT@10 or HIT@1) from the unmasked one."""
+        base, base_reps = hit_rate(hits, "base")
+        drops = {}
+        for key in (k for k in recs[0][hits] if k != "base"):
+            after, after_reps = hit_rate(hits, key)
+            points = np.array([ablation_drop(b, a) for b, a in zip(base, after)])
+            with np.errstate(invalid="ignore", divide="ignore"):
+                replicates = np.where(base_reps > 0, 100.0 * (base_reps - after_reps) / np.where(base_reps > 0, base_reps, 1), np.nan)
+            drops[key] = Trajectory(steps, points, replicates)
+        return drops
 
+    base, base_reps = hit_rate("hits", "base")
     def over_halves(halves: list[tuple[np.ndarray, np.ndarray]], metric) -> Trajectory:
         """metric(half A, half B) at each checkpoint, averaged over the splits (NaNs left out)."""
         with warnings.catch_warnings():
@@ -171,7 +175,8 @@ def measure_series(
         profile_ffn_reps=np.stack([array(r, "boot_ffn_layer") for r in recs], 1),
         profile_attn_reps=np.stack([array(r, "boot_attn_layer") for r in recs], 1),
         hit=Trajectory(steps, base, base_reps),
-        drops=drops,
+        drops=ablation_drops("hits"),
+        drops_at_1=ablation_drops("hits_at_1"),
         units={
             "ffn": int(ffn[0][0].size),
             "attn": int(attn[0][0].size),

@@ -39,6 +39,7 @@ def trajectories(m: SeriesMeasurements) -> dict:
         "layer_profile_attn": m.profile_attn.tolist(),
         "hit_at_10": m.hit.as_dict(),
         "ablation_drops": {k: t.as_dict() for k, t in m.drops.items()},
+        "ablation_drops_at_1": {k: t.as_dict() for k, t in m.drops_at_1.items()},
         "units": m.units,
         "random_set_jaccard": {k: random_set_jaccard(m.units[k]) for k in ("ffn", "attn")},
     }

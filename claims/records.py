@@ -5,8 +5,8 @@ attention neurons, heads, layers), the same over `bootstrap` resamples of the ex
 of `resample_weights(examples, bootstrap)`, identical for every checkpoint and model, so two
 models' numbers can be paired), the unit scores over one half of each of `SPLITS` random splits
 of the examples (`split_half_weights`: the split-half noise ceiling and the split-half spread of
-the set statistics), and HIT@10 per example with and without the ablations (top-1 head, top-10
-heads, top-1% FFN neurons). With `st_rank="mean-abs"` the S_t reading (mean |I| per unit) is
+the set statistics), and HIT@10 and HIT@1 per example with and without the ablations (top-1 head,
+top-10 heads, top-1% FFN neurons; in-sample, held-out and random sets: ablations.py). With `st_rank="mean-abs"` the S_t reading (mean |I| per unit) is
 stored beside the signed scores under `st_ffn`, `st_attn` (and their resamples and halves).
 """
 from __future__ import annotations
@@ -23,16 +23,18 @@ import torch
 import transformers
 
 from fixtures.series import Checkpoint
-from lpi_core import Attribution, LanguageModel, attribute, hits_at_k
+from lpi_core import Attribution, LanguageModel, attribute
+from lpi_core.ablation import target_ranks
 from lpi_core.bars import Progress
 from lpi_core.fused import use_fused
 from lpi_core.metrics import resample_weights, resampled_means, split_half_weights
 from lpi_core.reproducible import numeric_environment
 from lpi_core.tokenization import target_token_ids
 
-RECORD_FORMAT = 3
+from .ablations import ablation_ranks
+
+RECORD_FORMAT = 4  # 4: held-out and random-set ablations, HIT@1
 SPLITS = 200  # random splits into halves per record (at most `bootstrap`)
-ABLATIONS = ("top1-head", "top10-heads", "top1pct-ffn")
 RANKINGS = ("abs", "positive")  # ablated units: the S_t ranking (largest |I|), or the largest positive I
 TARGETS = ("answer", "predicted")  # the attributed token: the answer's first token, or the model's top-1
 ST_RANKS = ("abs-mean", "mean-abs")  # S_t ranks units by |mean I| (the paper's I_t), or by mean |I|
@@ -80,11 +82,6 @@ class Data:
     @property
     def digest(self) -> str:
         return hashlib.sha256(json.dumps([self.prompts, self.answers]).encode()).hexdigest()
-
-
-def ranked(scores: torch.Tensor, rank_by: str) -> torch.Tensor:
-    """Flat unit indices, most important first: by |I| ("abs", the S_t order) or by signed I ("positive")."""
-    return (scores.abs() if rank_by == "abs" else scores).reshape(-1).argsort(descending=True, stable=True)
 
 
 def check_finite(att: Attribution, lm: LanguageModel, where: str) -> None:
@@ -137,25 +134,14 @@ def compute_record(checkpoint: Checkpoint, data: Data, options: RunOptions, prog
     counts = resample_weights(n, options.bootstrap)
     splits = split_half_weights(n, min(SPLITS, options.bootstrap))
     mean = att.mean()
-    layers, heads = mean.heads.shape
-    st_heads, st_ffn = (att.heads.abs().mean(0), att.ffn.abs().mean(0)) if options.st_rank == "mean-abs" else (mean.heads, mean.ffn)
-    head_order = ranked(st_heads, options.rank_by)
-    ffn_order = ranked(st_ffn, options.rank_by)
-    experts, ffn_dim = mean.ffn.shape[1:]
-    top_ffn = ffn_order[: max(1, round(0.01 * ffn_order.numel()))]
-    masks = {
-        "top1-head": dict(mask_heads=[divmod(int(i), heads) for i in head_order[:1]]),
-        "top10-heads": dict(mask_heads=[divmod(int(i), heads) for i in head_order[:10]]),
-        "top1pct-ffn": dict(
-            mask_ffn=[(int(i) // (experts * ffn_dim), int(i) // ffn_dim % experts, int(i) % ffn_dim) for i in top_ffn]
-        ),
-    }
-    if options.target == "answer":  # HIT@10 is always of the answer: the attribution's own forward pass ranked it
-        hits = {"base": att.target_rank < 10}
+    layers = mean.heads.shape[0]
+    scores = (att.heads.abs(), att.ffn.abs()) if options.st_rank == "mean-abs" else (att.heads, att.ffn)
+    answers = torch.as_tensor(answer_ids)
+    ranks = ablation_ranks(lm, data.prompts, answers, scores, splits[0].bool(), options.rank_by, checkpoint.step, options.batch_size)
+    if options.target == "answer":  # the answer's rank unmasked: the attribution's own forward pass ranked it
+        ranks["base"] = att.target_rank
     else:
-        hits = {"base": hits_at_k(lm, data.prompts, answer_ids, batch_size=options.batch_size)}
-    for name, mask in masks.items():
-        hits[name] = hits_at_k(lm, data.prompts, answer_ids, batch_size=options.batch_size, **mask)
+        ranks["base"] = target_ranks(lm, data.prompts, answers, batch_size=options.batch_size)
     ffn, attn = att.ffn.reshape(n, layers, -1), att.attn.reshape(n, layers, -1)
     units = {**unit_scores("ffn", ffn, counts, splits), **unit_scores("attn", attn, counts, splits)}
     if options.st_rank == "mean-abs":
@@ -167,7 +153,8 @@ def compute_record(checkpoint: Checkpoint, data: Data, options: RunOptions, prog
         "attn_layer": mean.attn_layer,
         "boot_ffn_layer": resampled_means(att.ffn_layer, counts),
         "boot_attn_layer": resampled_means(att.attn_layer, counts),
-        "hits": {k: v.to(torch.bool) for k, v in hits.items()},
+        "hits": {k: r < 10 for k, r in ranks.items()},
+        "hits_at_1": {k: r < 1 for k, r in ranks.items()},
         "target_ids": att.target_ids,
         "meta": {
             "step": checkpoint.step,

@@ -21,7 +21,7 @@ from fixtures.series import Announcer, Checkpoint, silent
 from claims.atomic import TMP_PREFIX, atomic_write_bytes
 from claims.locks import exclusive
 
-from . import records
+from . import ablations, records
 from .lease import TIMEOUT_S, Lease
 from .records import RECORD_FORMAT, Data, RunOptions, compute_record
 
@@ -30,10 +30,10 @@ READ_SIDE = ("labels.py", "routing.py")  # lpi_core modules that read results, n
 
 
 def record_code_files() -> list[Path]:
-    """The sources a record's numbers depend on: lpi_core (less its read-side modules) and
-    claims/records.py (not the storage code)."""
+    """The sources a record's numbers depend on: lpi_core (less its read-side modules),
+    claims/records.py and claims/ablations.py (not the storage code)."""
     engine = [p for p in Path(lpi_core.__file__).parent.rglob("*.py") if p.name not in READ_SIDE]
-    return sorted(engine) + [Path(records.__file__)]
+    return sorted(engine) + [Path(records.__file__), Path(ablations.__file__)]
 
 
 @functools.cache

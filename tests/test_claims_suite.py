@@ -681,6 +681,7 @@ def test_load_series_holds_each_records_numbers_at_named_coordinates_and_exports
     dims = ds.sizes["dim"]
     assert ds.attn.sel(seed=0, step=45, layer=1, head=1, dim=3).item() == record["attn"][1, dims + 3].item()
     assert ds.hit_at_10.sel(seed=0, step=45, ablation="top10-heads").values.tolist() == record["hits"]["top10-heads"].int().tolist()
+    assert ds.hit_at_1.sel(seed=0, step=45, ablation="held-out/top1pct-ffn").values.tolist() == record["hits_at_1"]["held-out/top1pct-ffn"].int().tolist()
     assert ds.ffn_module.sel(layer=2, expert=1).item() == "model.layers.2.mlp.experts.1"
     assert ds.attrs["family"] == "moe" and ds.attrs["examples"] == 120 and ds.attrs["bootstrap"] == 20
 
@@ -690,7 +691,7 @@ def test_load_series_holds_each_records_numbers_at_named_coordinates_and_exports
     assert main(["export", *options, "--format", "parquet", "--out", str(tmp_path / "pq")]) == 0
     assert main(["export", *options, "--format", "parquet", "--out", str(tmp_path / "pq")]) == 0  # its own export: replaced
     shown = capsys.readouterr()
-    assert "wrote" in shown.out and f"export: writing 6 parquet files to {tmp_path / 'pq'}" in shown.err
+    assert "wrote" in shown.out and f"export: writing 7 parquet files to {tmp_path / 'pq'}" in shown.err
     assert main(["export", *options, "--format", "parquet", "--out", str(tmp_path / "pq"), "-q"]) == 0
     assert capsys.readouterr().err == ""  # -q: no progress
     (tmp_path / "mine").mkdir()

@@ -32,7 +32,7 @@ def tiny_measurements(seed: int = 0) -> SeriesMeasurements:
         ceiling_ffn=Trajectory([1, 2, 3, 4], rng.normal(size=4), np.zeros((0, 4))), ceiling_attn=per_step(),
         profile_ffn=rng.normal(size=(4, 2)), profile_attn=rng.normal(size=(4, 2)),
         profile_ffn_reps=rng.normal(size=(5, 4, 2)), profile_attn_reps=rng.normal(size=(5, 4, 2)),
-        hit=per_step(), drops={"top1-head": drop, "top10-heads": per_step()},
+        hit=per_step(), drops={"top1-head": drop, "held-out/top10-heads": per_step()}, drops_at_1={"random/top1-head": per_step()},
         units={"ffn": 8, "attn": 4, "heads": 2, "layers": 2}, routed_ffn=[8, 8, 7, 8], onset=None,
     )
 

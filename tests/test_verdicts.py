@@ -10,7 +10,7 @@ from claims.catalogue import claim_by_id
 from claims.evaluate import evaluate
 from claims.intervals import Estimate, draws, pool
 from claims.measure import measure_series
-from claims.records import ABLATIONS
+from claims.ablations import HIT_KEYS
 from claims.verdicts import INCONCLUSIVE, NOT_MEASURED, NOT_REPLICATED, NOT_TESTABLE, REPLICATED, combine, verdict
 from claims.windows import miniature_scale, shared_scales
 from lpi_core.metrics import resample_weights, split_half_weights, topk_jaccard
@@ -106,7 +106,7 @@ def _record(ffn: np.ndarray, hit: float, profile: np.ndarray, counts: np.ndarray
         "ffn_layer": layer_mean, "attn_layer": layer_mean,
         "boot_ffn": boot, "boot_attn": boot[..., attn], "boot_ffn_layer": layer_boot, "boot_attn_layer": layer_boot,
         "split_ffn": halves, "split_attn": halves[..., attn],
-        "hits": {"base": hits, **{a: hits.clone() for a in ABLATIONS}},
+        "hits": {k: hits.clone() for k in HIT_KEYS}, "hits_at_1": {k: hits.clone() for k in HIT_KEYS},
         "meta": {"vocab": VOCAB},
     }
 
