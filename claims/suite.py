@@ -106,8 +106,10 @@ class SuiteConfig:
             raise SuiteOptionError(f"--preset {self.preset!r} is unknown; presets: {', '.join(PRESETS)}")
         if self.suite == "miniature" and (self.moe_model or self.dense_model):
             raise SuiteOptionError("--moe-model/--dense-model choose hub repositories: use them with --suite paper")
-        if self.examples is not None and not 1 <= self.examples <= 906:
-            raise SuiteOptionError(f"--examples must be between 1 and 906 (the evaluation set), not {self.examples}")
+        if self.examples is not None and not 2 <= self.examples <= 906:
+            raise SuiteOptionError(
+                f"--examples must be between 2 (the held-out ablations score one half with the other's set) and 906 (the evaluation set), not {self.examples}"
+            )
         if self.lpi_mode not in MODES:
             raise SuiteOptionError(f"--lpi-mode must be one of {', '.join(MODES)}, not {self.lpi_mode!r}")
         if not 0 <= self.margin < 1:

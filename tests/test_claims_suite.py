@@ -162,7 +162,7 @@ def test_k_ablate_selects_the_ablation_claims(first_run, pytester):
         (["--suite", "nope"], "--suite must be one of miniature, paper"),
         (["--rank-by", "absolute"], "--rank-by must be one of abs, positive"),
         (["--seeds", "0"], "--seeds must be at least 1"),
-        (["--examples", "0"], "--examples must be between 1 and 906"),
+        (["--examples", "1"], "--examples must be between 2 (the held-out ablations score one half with the other's set) and 906"),
         (["--examples", "many"], "--examples must be an integer"),
         (["--checkpoints", "15,999"], "--checkpoints [999] are not in the smoke preset"),
         (["--moe-model", "x/y"], "use them with --suite paper"),
