@@ -50,7 +50,7 @@ report() {  # report NAME: the run's report files, under names of their own in $
 
 printf 'check\tseconds\texit code\n' >"$TIMES"
 check environment 60 bash -c 'nvidia-smi; python3 -c "
-import torch, transformers, datasets, lpi_core, claims.html, claims.executors
+import torch, transformers, datasets, lpi_core, claims.reporting.html, claims.running.executors
 print(\"torch\", torch.__version__, \"CUDA\", torch.version.cuda, torch.cuda.get_device_name(), \"transformers\", transformers.__version__, \"datasets\", datasets.__version__, \"lpi-claims\", lpi_core.__version__)"'
 check gpu-tests 150 python3 -m pytest tests -m gpu --gpu -q -p no:cacheprovider
 check trainer-step 120 python3 -m pytest benchmarks/test_training_step.py --gpu -s -q -p no:cacheprovider --benchmark-json "$OUT/trainer_step.json"

@@ -1,9 +1,9 @@
 """Fast engine vs the reference (the direct formula through lm_head), same model, same inputs.
 
-    pytest benchmarks --benchmark-json reports/benchmarks.json
+pytest benchmarks --benchmark-json reports/benchmarks.json
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 import pytest
 import torch

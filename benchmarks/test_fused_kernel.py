@@ -6,6 +6,7 @@ ratio materialised / fused is in extra_info; the one-off compile time too.
 
     pytest benchmarks/test_fused_kernel.py -s
 """
+
 from __future__ import annotations
 
 import pytest
@@ -39,9 +40,16 @@ def test_fused_kernel_against_the_materialised_path(benchmark, shape):
     fused_s = benchmark.stats.stats.min
     difference = (out - neuron_lpi(*inputs, fused=False)).abs().max().item()
     benchmark.extra_info.update(
-        shape=dict(zip(("examples", "neurons", "vocab"), SHAPES[shape])), materialised_s=materialised_s, fused_s=fused_s,
-        materialised_over_fused=materialised_s / fused_s, first_compile_s=compile_s, max_abs_difference=difference,
-        threads=1, cpu_capability=torch.backends.cpu.get_cpu_capability(),
+        shape=dict(zip(("examples", "neurons", "vocab"), SHAPES[shape])),
+        materialised_s=materialised_s,
+        fused_s=fused_s,
+        materialised_over_fused=materialised_s / fused_s,
+        first_compile_s=compile_s,
+        max_abs_difference=difference,
+        threads=1,
+        cpu_capability=torch.backends.cpu.get_cpu_capability(),
     )
-    print(f"\n{shape} {SHAPES[shape]}: materialised {materialised_s:.3f} s, fused {fused_s:.3f} s "
-          f"({materialised_s / fused_s:.1f}x); compile once {compile_s:.1f} s; max |difference| {difference:.1e}")
+    print(
+        f"\n{shape} {SHAPES[shape]}: materialised {materialised_s:.3f} s, fused {fused_s:.3f} s "
+        f"({materialised_s / fused_s:.1f}x); compile once {compile_s:.1f} s; max |difference| {difference:.1e}"
+    )

@@ -5,6 +5,7 @@ per-layer vocabulary images counted, and the process's peak memory.
 
     pytest benchmarks/test_real_dimensions.py -s
 """
+
 from __future__ import annotations
 
 import resource
@@ -23,8 +24,15 @@ from tests.helpers import facts, tokenizer
 
 SIZES, LAYERS_PAPER, EXAMPLES_PAPER, MEMORY_LIMIT_GB = (16, 64), 16, 906, 24
 CONFIG = dict(
-    vocab_size=50304, hidden_size=2048, intermediate_size=1024, num_hidden_layers=1, num_attention_heads=16,
-    num_key_value_heads=16, num_experts=64, num_experts_per_tok=8, max_position_embeddings=128,
+    vocab_size=50304,
+    hidden_size=2048,
+    intermediate_size=1024,
+    num_hidden_layers=1,
+    num_attention_heads=16,
+    num_key_value_heads=16,
+    num_experts=64,
+    num_experts_per_tok=8,
+    max_position_embeddings=128,
 )
 COLUMNS_PER_LAYER = CONFIG["num_experts"] * CONFIG["intermediate_size"] + CONFIG["hidden_size"]
 
@@ -61,7 +69,9 @@ def test_olmoe_layer_at_real_dimensions(benchmark, monkeypatch):
     for n in SIZES:
         images.update(seconds=0.0, columns=0)
         if n == SIZES[-1]:
-            exact = benchmark.pedantic(score_capture, args=(lm.adapter, first(captured, n), targets[:n]), rounds=1, iterations=1)
+            exact = benchmark.pedantic(
+                score_capture, args=(lm.adapter, first(captured, n), targets[:n]), rounds=1, iterations=1
+            )
             seconds = benchmark.stats.stats.min
         else:
             _, seconds = timed(score_capture, lm.adapter, first(captured, n), targets[:n])
@@ -99,8 +109,9 @@ def test_olmoe_layer_at_real_dimensions(benchmark, monkeypatch):
         peak_memory_gb=peak_gb,
     )
     print(
-        f"\nper layer, once: vocabulary images {images_per_layer:.0f} s, other fixed work {exact_fixed:.1f} s; per example "
-        f"and layer: exact {exact_per_example:.3f} s, first-order {first_per_example:.4f} s, reference {reference_s:.1f} s\n"
+        f"\nper layer, once: vocabulary images {images_per_layer:.0f} s, other fixed work {exact_fixed:.1f} s; "
+        f"per example and layer: exact {exact_per_example:.3f} s, first-order {first_per_example:.4f} s, "
+        f"reference {reference_s:.1f} s\n"
         f"906-example 16-layer checkpoint on this CPU: reference {checkpoint['reference'] / 3600:.1f} h, exact "
         f"{checkpoint['exact'] / 3600:.2f} h ({checkpoint['reference'] / checkpoint['exact']:.0f}x), first-order "
         f"{checkpoint['first-order'] / 60:.1f} min ({checkpoint['exact'] / checkpoint['first-order']:.0f}x over exact; "

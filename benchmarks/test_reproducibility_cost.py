@@ -3,6 +3,7 @@ layers scored side by side, against every op on all of torch's threads (the layo
 
     pytest benchmarks/test_reproducibility_cost.py -s
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -26,8 +27,15 @@ def all_threads_per_op():
 def test_single_thread_ops_cost(benchmark, monkeypatch):
     tok = tokenizer()
     config = OlmoeConfig(
-        vocab_size=len(tok), hidden_size=128, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=8,
-        intermediate_size=48, num_experts=32, num_experts_per_tok=4, max_position_embeddings=64,
+        vocab_size=len(tok),
+        hidden_size=128,
+        num_hidden_layers=8,
+        num_attention_heads=8,
+        num_key_value_heads=8,
+        intermediate_size=48,
+        num_experts=32,
+        num_experts_per_tok=4,
+        max_position_embeddings=64,
     )
     torch.manual_seed(0)
     lm = wrap_model(AutoModelForCausalLM.from_config(config), tok)
@@ -44,6 +52,10 @@ def test_single_thread_ops_cost(benchmark, monkeypatch):
         threaded = run()
     torch.testing.assert_close(fixed.ffn, threaded.ffn, atol=1e-5, rtol=1e-4)  # the same scores, up to the last bits
     fixed_s = benchmark.stats.stats.min
-    benchmark.extra_info.update(examples=EXAMPLES, threads=torch.get_num_threads(), all_threads_s=threaded_s, ratio=fixed_s / threaded_s)
-    print(f"\nattribution, {EXAMPLES} examples, {torch.get_num_threads()} threads: one thread per op {fixed_s:.2f}s, "
-          f"all threads per op {threaded_s:.2f}s, ratio {fixed_s / threaded_s:.2f}")
+    benchmark.extra_info.update(
+        examples=EXAMPLES, threads=torch.get_num_threads(), all_threads_s=threaded_s, ratio=fixed_s / threaded_s
+    )
+    print(
+        f"\nattribution, {EXAMPLES} examples, {torch.get_num_threads()} threads: one thread per op {fixed_s:.2f}s, "
+        f"all threads per op {threaded_s:.2f}s, ratio {fixed_s / threaded_s:.2f}"
+    )

@@ -5,6 +5,7 @@ extra_info); the fixed part is per-call work such as the images' row extrema.
 
     pytest benchmarks/test_scaling.py -s
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,9 +41,17 @@ def test_exact_kernel_scales_linearly(benchmark, axis):
     seconds.append(benchmark.stats.stats.min)
     per_unit, fixed = np.polyfit(sizes, seconds, 1)
     residual = max(abs(fixed + per_unit * n - s) / s for n, s in zip(sizes, seconds))
-    benchmark.extra_info.update(axis=axis, sizes=list(sizes), seconds=seconds, fixed_s=fixed, per_unit_s=per_unit, max_relative_residual=residual)
+    benchmark.extra_info.update(
+        axis=axis,
+        sizes=list(sizes),
+        seconds=seconds,
+        fixed_s=fixed,
+        per_unit_s=per_unit,
+        max_relative_residual=residual,
+    )
     print(
-        f"\n{axis} (others: {', '.join(f'{k} {v}' for k, v in BASE.items() if k != axis)}): time = {fixed * 1e3:.1f} ms + "
+        f"\n{axis} (others: {', '.join(f'{k} {v}' for k, v in BASE.items() if k != axis)}): "
+        f"time = {fixed * 1e3:.1f} ms + "
         f"{per_unit * 1e6:.2f} µs per {UNIT[axis]}; largest residual {100 * residual:.1f}%"
     )
     for size, s in zip(sizes, seconds):

@@ -4,7 +4,7 @@
   `experts_implementation="grouped_mm"`, the trainer's choice) against transformers' loop over the
   experts ("eager"), on the default preset's MoE (16 layers × 32 experts, top-4, 16 × 64 tokens),
   one thread per op as the trainer runs.
-- Seconds per step of the trainer itself (`fixtures.miniature.train.train`, the loop a build runs:
+- Seconds per step of the trainer itself (`claims.fixtures.miniature.train.train`, the loop a build runs:
   data windows, learning rate, autocast, z-loss, clipping, AdamW, the loss read back) for a preset's
   two models, on random tokens of its vocabulary, in the precision the device gives the preset
   (`presets.for_device`), a few steps after a warm-up (`STEPS`). `extra_info` holds seconds per
@@ -16,6 +16,7 @@
     pytest benchmarks/test_training_step.py -s          # on the CPU
     pytest benchmarks/test_training_step.py --gpu -s    # and the default and large presets on the GPU
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,9 +27,9 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from benchmarks.timing import best_of, timed
-from fixtures.miniature.build import preset_config
-from fixtures.miniature.presets import PRESETS
-from fixtures.miniature.train import make_optimizer, router_z_loss, train
+from claims.fixtures.miniature.build import preset_config
+from claims.fixtures.miniature.presets import PRESETS
+from claims.fixtures.miniature.train import make_optimizer, router_z_loss, train
 from lpi_core.reproducible import single_thread_ops
 
 VOCAB = 1024
@@ -53,15 +54,19 @@ def test_moe_training_step_grouped_matmul_against_the_loop_over_experts(benchmar
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(preset.model_config("moe", VOCAB, SPECIAL), dtype=torch.float32).train()
     optimizer = make_optimizer(model, preset.train)
-    ids = torch.randint(0, VOCAB, (preset.train.batch_size, preset.train.seq_len), generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(
+        0, VOCAB, (preset.train.batch_size, preset.train.seq_len), generator=torch.Generator().manual_seed(0)
+    )
     model.set_experts_implementation("grouped_mm")
     benchmark.pedantic(lambda: training_step(model, optimizer, ids), rounds=5, warmup_rounds=1)
     grouped_s = benchmark.stats.stats.min
     model.set_experts_implementation("eager")
     loop_s = best_of(lambda: training_step(model, optimizer, ids), rounds=3)
     benchmark.extra_info.update(loop_s=loop_s, ratio=grouped_s / loop_s)
-    print(f"\nMoE training step, {preset.train.batch_size} x {preset.train.seq_len} tokens, one thread: grouped matmul "
-          f"{grouped_s:.2f}s, loop over experts {loop_s:.2f}s, ratio {grouped_s / loop_s:.2f}")
+    print(
+        f"\nMoE training step, {preset.train.batch_size} x {preset.train.seq_len} tokens, one thread: grouped matmul "
+        f"{grouped_s:.2f}s, loop over experts {loop_s:.2f}s, ratio {grouped_s / loop_s:.2f}"
+    )
 
 
 def step_seconds(preset: str, family: str, device: str) -> tuple[list[float], dict]:
@@ -69,18 +74,26 @@ def step_seconds(preset: str, family: str, device: str) -> tuple[list[float], di
     config = preset_config(preset, device)
     warmup, timed_steps = STEPS[device]
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config.model_config(family, config.vocab_size, SPECIAL), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(
+        config.model_config(family, config.vocab_size, SPECIAL), dtype=torch.float32
+    )
     stream = torch.randint(2, config.vocab_size, (1 << 20,), generator=torch.Generator().manual_seed(0))
     first = dataclasses.replace(config.train, steps=warmup)
     optimizer = make_optimizer(model, first)
     train(model, stream, first, (), lambda *_: None, optimizer=optimizer, progress=False)
     then = dataclasses.replace(config.train, steps=warmup + timed_steps)
-    losses, seconds = timed(train, model, stream, then, (), lambda *_: None, start_step=warmup, optimizer=optimizer, progress=False)
+    losses, seconds = timed(
+        train, model, stream, then, (), lambda *_: None, start_step=warmup, optimizer=optimizer, progress=False
+    )
     per_step = seconds / timed_steps
     tokens = config.train.batch_size * config.train.seq_len
     return losses, dict(
-        seconds_per_step=per_step, tokens_per_second=tokens / per_step, timed_steps=timed_steps,
-        precision=config.train.mixed_precision or "float32", vocabulary=config.vocab_size, series_steps=config.train.steps,
+        seconds_per_step=per_step,
+        tokens_per_second=tokens / per_step,
+        timed_steps=timed_steps,
+        precision=config.train.mixed_precision or "float32",
+        vocabulary=config.vocab_size,
+        series_steps=config.train.steps,
         series_training_seconds=per_step * config.train.steps,
     )
 

@@ -1,8 +1,10 @@
 """Wall-clock helpers for the reference timings taken beside pytest-benchmark's own."""
+
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float]:

@@ -1,24 +1,36 @@
 """`lpi-claims`: `records` computes a suite's records through an executor (this machine, Slurm, in
 process), `merge` brings other caches' records into one, `report` rebuilds the report from the
-cache alone, `export` writes the cached series as netCDF or Parquet, `units` drills into the top units. They take the claims' options (options.py), so they find the records `pytest claims` would."""
+cache alone, `export` writes the cached series as netCDF or Parquet, `units` drills into the top
+units. They take the claims' options (options.py), so they find the records `pytest claims`
+would."""
+
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from .atomic import atomic_write_json
-from .executors import EXECUTORS, SlurmOptions, make_executor, parse_shard, record_tasks, shard, submit, wait
-from .loading import SERIES_ERRORS, load_family
-from .export import FORMATS, export
-from .merge import RecordConflictError, merge_caches
-from .units import KINDS, drill_down, units_table
-from .options import OPTIONS
-from .progress import StderrAnnouncer
-from .report import build_report
-from .suite import FAMILIES, SuiteConfig
-from .table import table
+from claims.exploring.export import FORMATS, export
+from claims.exploring.units import KINDS, drill_down, units_table
+from claims.records.merge import RecordConflictError, merge_caches
+from claims.reporting.report import build_report
+from claims.reporting.table import table
+from claims.running.executors import (
+    EXECUTORS,
+    SlurmOptions,
+    make_executor,
+    parse_shard,
+    record_tasks,
+    shard,
+    submit,
+    wait,
+)
+from claims.running.measurements import SERIES_ERRORS, load_family
+from claims.running.options import OPTIONS
+from claims.running.progress import StderrAnnouncer
+from claims.running.suite import FAMILIES, SuiteConfig
+from claims.storage.atomic import atomic_write_json
 
 
 def _add_claims_options(command: argparse.ArgumentParser, meaning: str) -> None:
@@ -39,25 +51,49 @@ def parser() -> argparse.ArgumentParser:
     _add_claims_options(report, "the records were computed with this: ")
     records = sub.add_parser("records", help="compute the records of every checkpoint through an executor")
     _add_claims_options(records, "")
-    records.add_argument("--executor", choices=EXECUTORS, default="local", help="local (this machine), slurm (submitit) or debug (in process)")
+    records.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="local (this machine), slurm (submitit) or debug (in process)",
+    )
     records.add_argument("--workers", type=int, default=2, help="--executor local: worker processes")
-    records.add_argument("--shard", default=None, help="i/N: only the i-th of N deterministic slices of the checkpoints")
+    records.add_argument(
+        "--shard", default=None, help="i/N: only the i-th of N deterministic slices of the checkpoints"
+    )
     records.add_argument("--log-dir", default="lpi-claims-jobs", help="submitit's job scripts, pickles and logs")
     records.add_argument("--slurm-partition", default=None)
     records.add_argument("--gpus-per-task", type=int, default=0)
     records.add_argument("--array-parallelism", type=int, default=64, help="Slurm array tasks running at once")
-    records.add_argument("--time-limit", type=int, default=240, help="Slurm time limit per task, minutes (a task that reaches it is requeued)")
-    records.add_argument("--slurm-extra", action="append", default=[], metavar="KEY=VALUE", help="another #SBATCH line, e.g. account=abc (repeatable)")
-    export = sub.add_parser("export", help="write the cached series as netCDF or Parquet files (labelled by module path)")
+    records.add_argument(
+        "--time-limit",
+        type=int,
+        default=240,
+        help="Slurm time limit per task, minutes (a task that reaches it is requeued)",
+    )
+    records.add_argument(
+        "--slurm-extra",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="another #SBATCH line, e.g. account=abc (repeatable)",
+    )
+    export = sub.add_parser(
+        "export", help="write the cached series as netCDF or Parquet files (labelled by module path)"
+    )
     _add_claims_options(export, "the records were computed with this: ")
     export.add_argument("--format", choices=FORMATS, default="netcdf")
     export.add_argument("--out", default="exports", help="the directory to write (replaced whole)")
-    units = sub.add_parser("units", help="the top units of the last checkpoint: trajectories, top-1% entry, routing, top prompts")
+    units = sub.add_parser(
+        "units", help="the top units of the last checkpoint: trajectories, top-1%% entry, routing, top prompts"
+    )
     _add_claims_options(units, "the records were computed with this: ")
     units.add_argument("--kind", choices=KINDS, default="ffn", help="FFN neurons or attention neurons")
     units.add_argument("--top", type=int, default=20, help="how many units")
     units.add_argument("--examples-per-unit", type=int, default=5, help="the prompts each unit helps most")
-    merge = sub.add_parser("merge", help="copy the records of other caches into --cache-dir (conflicting records are an error)")
+    merge = sub.add_parser(
+        "merge", help="copy the records of other caches into --cache-dir (conflicting records are an error)"
+    )
     merge.add_argument("sources", nargs="+", help="cache directories to merge from")
     merge.add_argument("--cache-dir", required=True, help="the cache to merge into")
     return main
@@ -107,8 +143,13 @@ def _records(config: SuiteConfig, args: argparse.Namespace) -> int:
     slurm = SlurmOptions(args.slurm_partition, args.gpus_per_task, args.array_parallelism, args.time_limit, extra)
     executor = make_executor(args.executor, Path(args.log_dir), slurm, gpu=config.gpu)
     if not args.quiet:
-        print(f"lpi-claims records: {len(tasks)} checkpoints through the {args.executor} executor; cache {config.cache}", file=sys.stderr)
-    failed = wait(submit(executor, args.executor, config, tasks, args.workers, args.quiet), out=None if args.quiet else sys.stderr)
+        print(
+            f"lpi-claims records: {len(tasks)} checkpoints through the {args.executor} executor; cache {config.cache}",
+            file=sys.stderr,
+        )
+    failed = wait(
+        submit(executor, args.executor, config, tasks, args.workers, args.quiet), out=None if args.quiet else sys.stderr
+    )
     for name, error in failed.items():
         print(f"FAILED {name}: {error}", file=sys.stderr)
     return 1 if failed else 0

@@ -1,20 +1,20 @@
 """Fixtures of the claim tests: the run's measured series, computed once per process from the cache."""
+
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 
-from conftest import FAMILIES_IN_RUN, SUITE
-
-from .catalogue import claim_by_id
-from .evaluate import families_of, evaluate
-from .loading import SERIES_ERRORS, compute_one_built_record, load_family, scales_for
-from .measure import SeriesMeasurements
-from .progress import progress_for
-from .store import worker_index
-from .verdicts import NOT_MEASURED, REPLICATED
+from claims.catalogue.evaluate import evaluate, families_of
+from claims.catalogue.paper import claim_by_id
+from claims.plugin import FAMILIES_IN_RUN, SUITE
+from claims.records.scheduling import worker_index
+from claims.running.measurements import SERIES_ERRORS, compute_one_built_record, load_family, scales_for
+from claims.running.progress import progress_for
+from claims.statistics.measure import SeriesMeasurements
+from claims.statistics.verdicts import NOT_MEASURED, REPLICATED
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +35,9 @@ def measured(pytestconfig) -> Callable[[str], list[SeriesMeasurements]]:
                 except SERIES_ERRORS:
                     pass  # the family that cannot be built raises the same error from load_family below
             try:
-                cache[family] = load_family(suite, family, compute=True, rotate=worker_index(), announce=announce, families=families)[0]
+                cache[family] = load_family(
+                    suite, family, compute=True, rotate=worker_index(), announce=announce, families=families
+                )[0]
             except SERIES_ERRORS as err:
                 cache[family] = err  # every test that reads the family reports it; nothing is recomputed
         if isinstance(cache[family], Exception):
@@ -71,7 +73,9 @@ def check_claim(pytestconfig, measured, record_property) -> Callable[[str, str],
                     pass  # a family that cannot be measured cannot anchor the scale
         record_property("scale_families", ",".join(sorted(anchors)))
         suite = pytestconfig.stash[SUITE]
-        result = evaluate(claim_by_id(claim_id), side, needed, scales_for(suite, anchors), suite.rho_pairs, suite.margin)
+        result = evaluate(
+            claim_by_id(claim_id), side, needed, scales_for(suite, anchors), suite.rho_pairs, suite.margin
+        )
         record_property("verdict", result.verdict)
         record_property("measured", "; ".join(f"{c.label} {c.shown}: {c.verdict}" for c in result.checks))
         if result.verdict != REPLICATED:

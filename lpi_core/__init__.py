@@ -1,9 +1,11 @@
-"""lpi_core: Gated-LPI attribution (exact, or its first-order approximation) of FFN/expert neurons, attention neurons, heads and layers.
+"""lpi_core: Gated-LPI attribution (exact, or its first-order approximation) of FFN/expert neurons,
+attention neurons, heads and layers.
 
-    from lpi_core import load_model, attribute, hit_at_k
-    lm = load_model("allenai/OLMoE-1B-7B-0924", revision="step10000-tokens41B")
-    att = attribute(lm, prompts, targets=answers)
+from lpi_core import load_model, attribute, hit_at_k
+lm = load_model("allenai/OLMoE-1B-7B-0924", revision="step10000-tokens41B")
+att = attribute(lm, prompts, targets=answers)
 """
+
 __version__ = "0.3.1"
 
 from .ablation import hit_at_k, hits_at_k, masked

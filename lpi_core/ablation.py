@@ -5,17 +5,18 @@ A head is masked by zeroing its slice of the `o_proj` input (a forward pre-hook)
 exactly by zeroing its column of the down projection for the duration (the fused expert kernels
 offer no hook inside); `expert="shared"` names a Qwen2-MoE shared-expert neuron.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Iterable, Iterator, Sequence
 
 import torch
 
-from .loading import LanguageModel
 from .capture import last_position_logits
 from .engine import target_rank
+from .loading import LanguageModel
 from .tokenization import checked_target_ids, encode_prompts
 
 Head = tuple[int, int]
@@ -42,7 +43,9 @@ def masked(lm: LanguageModel, heads: Iterable[Head] = (), ffn: Iterable[Neuron] 
     by_layer: dict[int, list[int]] = defaultdict(list)
     for layer, head in heads:
         if not (0 <= layer < adapter.num_layers and 0 <= head < adapter.num_heads):
-            raise ValueError(f"head ({layer}, {head}) out of range: {adapter.num_layers} layers × {adapter.num_heads} heads")
+            raise ValueError(
+                f"head ({layer}, {head}) out of range: {adapter.num_layers} layers × {adapter.num_heads} heads"
+            )
         by_layer[layer].append(head)
     handles = []
     for layer, layer_heads in by_layer.items():

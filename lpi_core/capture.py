@@ -12,11 +12,12 @@ With `positions=True` (eager attention) also
   position_values[l]  each source position's term of head_values: attention weight × value,
                       [heads, positions, head_dim] (they sum to head_values; zero past a prompt)
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -46,7 +47,9 @@ def _first_arg(args: tuple, kwargs: dict) -> torch.Tensor:
 
 
 @contextmanager
-def _recording_hooks(lm: LanguageModel, batch: dict[str, dict], last: list[torch.Tensor], positions: bool) -> Iterator[None]:
+def _recording_hooks(
+    lm: LanguageModel, batch: dict[str, dict], last: list[torch.Tensor], positions: bool
+) -> Iterator[None]:
     """Register the hooks; each keeps its tensor at the current batch's last positions in `batch`."""
     adapter = lm.adapter
     values: dict[int, torch.Tensor] = {}
@@ -76,7 +79,9 @@ def _recording_hooks(lm: LanguageModel, batch: dict[str, dict], last: list[torch
             handles.append(adapter.v_proj(l).register_forward_hook(lambda m, a, out, l=l: values.__setitem__(l, out)))
             handles.append(
                 adapter.attention(l).register_forward_hook(
-                    lambda m, a, out, l=l: batch.setdefault("position_values", {}).__setitem__(l, _position_terms(adapter, out[1], values.pop(l), last[0]))
+                    lambda m, a, out, l=l: batch.setdefault("position_values", {}).__setitem__(
+                        l, _position_terms(adapter, out[1], values.pop(l), last[0])
+                    )
                 )
             )
         router = adapter.router(l)
@@ -172,20 +177,30 @@ def _forward(
     except torch.cuda.OutOfMemoryError as err:
         if len(prompts) == 1:
             raise torch.cuda.OutOfMemoryError(
-                f"the forward pass of a single {len(prompts[0])}-token prompt is out of GPU memory; free the GPU or run on the CPU"
+                f"the forward pass of a single {len(prompts[0])}-token prompt is out of GPU memory; "
+                "free the GPU or run on the CPU"
             ) from err
         logits = None
     if logits is None:  # split outside the handler, so that the failed pass's tensors are freed
         release_cached_memory()
         half = len(prompts) // 2
-        return torch.cat([_forward(lm, prompts[:half], before_batch, after_batch), _forward(lm, prompts[half:], before_batch, after_batch)])
+        return torch.cat(
+            [
+                _forward(lm, prompts[:half], before_batch, after_batch),
+                _forward(lm, prompts[half:], before_batch, after_batch),
+            ]
+        )
     if after_batch is not None:
         after_batch()
     return logits
 
 
 def capture_last_position(
-    lm: LanguageModel, encoded: Sequence[Sequence[int]], batch_size: int = 16, progress: Progress = False, positions: bool = False
+    lm: LanguageModel,
+    encoded: Sequence[Sequence[int]],
+    batch_size: int = 16,
+    progress: Progress = False,
+    positions: bool = False,
 ) -> LastPositionCapture:
     """Run `encoded` prompts through the model and keep the last-position internals of every layer
     (and, with `positions`, each source position's term of the heads' values)."""

@@ -3,11 +3,12 @@
 `evaluation_set()` is the paper's 12-relation, 906-example set: prompt = the relation's first
 zero-shot template with the subject filled in, answer = the object.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from datasets import Dataset
 
@@ -63,7 +64,9 @@ def load_relation(name: str | Path, root: Path = RELATIONS_DIR) -> dict:
         raise RelationFileError(f"{path}: expected a JSON object with fields {', '.join(REQUIRED_FIELDS)}")
     for field in REQUIRED_FIELDS:
         if field not in relation:
-            raise RelationFileError(f"{path}: missing field {field!r}; a relation file needs {', '.join(REQUIRED_FIELDS)}")
+            raise RelationFileError(
+                f"{path}: missing field {field!r}; a relation file needs {', '.join(REQUIRED_FIELDS)}"
+            )
     if not relation["prompt_templates_zs"] or not all("{}" in t for t in relation["prompt_templates_zs"]):
         raise RelationFileError(f"{path}: field 'prompt_templates_zs' needs templates with a '{{}}' slot")
     for i, sample in enumerate(relation["samples"]):

@@ -8,12 +8,15 @@ An attention neuron (h, d) adds Σ_j a_hj · v_j[h, d] · W_O[:, (h, d)] over th
 `attn_positions="sum"` scores that sum with one LPI (the default); "each" sums the LPIs of the
 positions' terms, LPI(a_hj · v_j[h, d] · W_O[:, (h, d)]) over j (Yu & Ananiadou's reading).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Literal, Sequence
+from typing import TYPE_CHECKING, Literal
 
 import torch
+
 from .adapters import Adapter
 from .bars import Progress, progress_bar
 from .capture import LastPositionCapture, capture_last_position
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 
 ATTN_POSITIONS = ("sum", "each")
 
+
 @dataclass
 class Attribution:
     """Gated-LPI scores; with `reduce="none"` every score tensor has a leading examples dimension."""
@@ -46,7 +50,7 @@ class Attribution:
     target_ids: torch.Tensor  # [examples]
     target_rank: torch.Tensor  # [examples] rank of the target in the model's own logits (0 = top-1)
 
-    def mean(self) -> "Attribution":
+    def mean(self) -> Attribution:
         """The dataset-level importance I(n): the mean over examples of a `reduce="none"` result."""
         scores = {f.name: getattr(self, f.name) for f in fields(self)}
         for name in ("ffn", "shared_ffn", "attn", "heads", "ffn_layer", "attn_layer"):
@@ -54,17 +58,21 @@ class Attribution:
                 scores[name] = scores[name].mean(0)
         return Attribution(**scores)
 
-    def to_xarray(self, names: "UnitNames | None" = None) -> "xr.Dataset":
+    def to_xarray(self, names: UnitNames | None = None) -> xr.Dataset:
         """The per-unit scores as an xarray.Dataset (labels.py): dims `layer, expert, neuron` (ffn),
         `layer, head, dim` (attn), `layer, head` (heads), `layer`; with reduce="none" `example` comes
         first and `target_id` is kept; `names` (labels.unit_names(model)) adds the module paths."""
         from .labels import SCORES, scores_dataset
 
         per_example = self.ffn_layer.dim() == 2
-        dataset = scores_dataset({name: getattr(self, name) for name in SCORES}, names, ("example",) if per_example else ())
+        dataset = scores_dataset(
+            {name: getattr(self, name) for name in SCORES}, names, ("example",) if per_example else ()
+        )
         if not per_example:
             return dataset
-        return dataset.assign(target_id=("example", self.target_ids.cpu().numpy())).assign_coords(example=range(self.ffn.shape[0]))
+        return dataset.assign(target_id=("example", self.target_ids.cpu().numpy())).assign_coords(
+            example=range(self.ffn.shape[0])
+        )
 
 
 def attribute(
@@ -100,10 +108,14 @@ def attribute(
         target_ids = target_token_ids(lm.tokenizer, targets)
     if target_ids is not None:  # checked before the forward pass
         target_ids = checked_target_ids(target_ids, len(encoded), lm.adapter.unembedding.shape[0])
-    captured = capture_last_position(lm, encoded, batch_size=batch_size, progress=progress, positions=attn_positions == "each")
+    captured = capture_last_position(
+        lm, encoded, batch_size=batch_size, progress=progress, positions=attn_positions == "each"
+    )
     if target_ids is None:
         target_ids = captured.logits.argmax(-1)
-    scores = score_capture(lm.adapter, captured, target_ids, max_elements=max_elements, progress=progress, mode=mode, kernel=kernel)
+    scores = score_capture(
+        lm.adapter, captured, target_ids, max_elements=max_elements, progress=progress, mode=mode, kernel=kernel
+    )
     return scores.mean() if reduce == "mean" else scores
 
 
@@ -127,8 +139,9 @@ def score_capture(
     exact neuron kernel by `kernel`, fused.py).
 
     Each torch op runs on one thread and the layers are scored side by side on the CPU's threads,
-    so the scores are the same bits whatever the thread count. `max_elements` bounds each temporary (default: from the device's free memory); a layer that
-    runs out of GPU memory is redone with smaller chunks.
+    so the scores are the same bits whatever the thread count. `max_elements` bounds each temporary
+    (default: from the device's free memory); a layer that runs out of GPU memory is redone with
+    smaller chunks.
     """
     device = adapter.unembedding.device
     layers = captured.layer_input.shape[1]
@@ -145,13 +158,17 @@ def score_capture(
         bar.update()
         return scores
 
-    fused = mode == "exact" and use_fused(kernel, device)  # compiled here, once, not in the layers' threads; first-order needs no kernel
+    fused = mode == "exact" and use_fused(
+        kernel, device
+    )  # compiled here, once, not in the layers' threads; first-order needs no kernel
     with single_thread_ops() as threads:  # the same bits whatever the thread count (reproducible.py)
         proj = FrozenProjection.from_final_residual(adapter, captured.final_residual.to(device))
         w = target_ids.to(device)
         per_layer = parallel_map(layer_scores, range(layers), threads if device.type == "cpu" else 1)
     bar.close()
-    stacked = {name: torch.stack([s[name] for s in per_layer], 1) for name in per_layer[0] if per_layer[0][name] is not None}
+    stacked = {
+        name: torch.stack([s[name] for s in per_layer], 1) for name in per_layer[0] if per_layer[0][name] is not None
+    }
     return Attribution(
         ffn=stacked["ffn"],
         shared_ffn=stacked.get("shared_ffn"),
@@ -165,7 +182,13 @@ def score_capture(
 
 
 def _layer_scores(
-    adapter: Adapter, captured: LastPositionCapture, l: int, proj: FrozenProjection, w: torch.Tensor, max_elements: int, mode: str,
+    adapter: Adapter,
+    captured: LastPositionCapture,
+    l: int,
+    proj: FrozenProjection,
+    w: torch.Tensor,
+    max_elements: int,
+    mode: str,
     fused: bool,
 ) -> dict[str, torch.Tensor | None]:
     """Layer `l`'s scores of every example: layer, head, attention-neuron and FFN-neuron level (on the CPU)."""
@@ -182,7 +205,9 @@ def _layer_scores(
     at_attn, at_ffn = (scores_at(mode, proj, z, w, max_elements, fused) for z in (z_attn, z_ffn))
     w_o = adapter.o_proj(l).weight.detach().float()  # [hidden, heads * head_dim]
     values = captured.head_values[:, l].to(device)  # [N, heads * head_dim]
-    scores["heads"] = at_attn.vectors(torch.einsum("nhd,ehd->nhe", values.view(n, heads, head_dim), w_o.view(-1, heads, head_dim)))
+    scores["heads"] = at_attn.vectors(
+        torch.einsum("nhd,ehd->nhe", values.view(n, heads, head_dim), w_o.view(-1, heads, head_dim))
+    )
     scores["attn"] = _attention_neuron_scores(captured, l, values, proj.scale, w_o, at_attn).view(n, heads, head_dim)
     scores["ffn"] = _ffn_neuron_scores(adapter, captured, l, proj.scale, at_ffn)
     scores["shared_ffn"] = None
@@ -196,7 +221,12 @@ def _layer_scores(
 
 
 def _attention_neuron_scores(
-    captured: LastPositionCapture, layer: int, values: torch.Tensor, scale: torch.Tensor, w_o: torch.Tensor, at_attn: ExactScores
+    captured: LastPositionCapture,
+    layer: int,
+    values: torch.Tensor,
+    scale: torch.Tensor,
+    w_o: torch.Tensor,
+    at_attn: ExactScores,
 ) -> torch.Tensor:
     """[N, heads * head_dim]: one LPI of each neuron's summed value, or (per-position terms captured)
     the sum over source positions of each term's LPI; a zero term (past a prompt's end) adds 0."""

@@ -7,6 +7,7 @@ compiled by torch.compile (inductor: vectorised C++ on the CPU, a Triton kernel 
 vocabulary, so its bits do not depend on the thread count. Where compilation fails (no C++
 compiler, no Triton) `fused_available` says why once and the materialised path is used.
 """
+
 from __future__ import annotations
 
 import functools
@@ -19,7 +20,9 @@ from .reproducible import single_thread_ops
 KERNELS = ("auto", "fused", "materialised")
 
 
-def weighted_exp_sum(probs: torch.Tensor, coefficients: torch.Tensor, images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+def weighted_exp_sum(
+    probs: torch.Tensor, coefficients: torch.Tensor, images: torch.Tensor, shift: torch.Tensor
+) -> torch.Tensor:
     """S above: probs [B, V], coefficients [B, N], images [N, V], shift [B, N] -> [B, N]."""
     return (torch.exp(coefficients[:, :, None] * images[None] - shift[:, :, None]) * probs[:, None, :]).sum(-1)
 
@@ -29,7 +32,9 @@ def _compiled():
     return torch.compile(weighted_exp_sum, dynamic=True)  # made on first use: importing the compiler costs a second
 
 
-def compiled_weighted_exp_sum(probs: torch.Tensor, coefficients: torch.Tensor, images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+def compiled_weighted_exp_sum(
+    probs: torch.Tensor, coefficients: torch.Tensor, images: torch.Tensor, shift: torch.Tensor
+) -> torch.Tensor:
     """`weighted_exp_sum` in one fused pass (compiled on the first call; dynamic shapes), compiled and
     run on one thread: inductor's code for two threads split some reductions and gave other bits."""
     with single_thread_ops():
@@ -47,11 +52,17 @@ def fused_available(device_type: str) -> bool:
     try:
         agree = torch.allclose(compiled_weighted_exp_sum(*inputs), weighted_exp_sum(*inputs), rtol=1e-5, atol=1e-6)
     except Exception as err:  # inductor's failures have many types (no compiler, no Triton, unsupported device)
-        warnings.warn(f"the fused LPI kernel does not compile on {device_type} ({type(err).__name__}: {err}); "
-                      "using the materialised path (install a C++ compiler, or Triton on CUDA, to fuse it)")
+        warnings.warn(
+            f"the fused LPI kernel does not compile on {device_type} ({type(err).__name__}: {err}); "
+            "using the materialised path (install a C++ compiler, or Triton on CUDA, to fuse it)",
+            stacklevel=2,
+        )
         return False
     if not agree:
-        warnings.warn(f"the fused LPI kernel disagrees with the eager sum on {device_type}; using the materialised path")
+        warnings.warn(
+            f"the fused LPI kernel disagrees with the eager sum on {device_type}; using the materialised path",
+            stacklevel=2,
+        )
     return agree
 
 
@@ -64,5 +75,8 @@ def use_fused(kernel: str, device: torch.device) -> bool:
     if fused_available(device.type):
         return True
     if kernel == "fused":
-        raise RuntimeError(f"kernel='fused' was asked for, but the fused LPI kernel does not compile on {device.type}; use kernel='auto'")
+        raise RuntimeError(
+            f"kernel='fused' was asked for, but the fused LPI kernel does not compile on {device.type}; "
+            "use kernel='auto'"
+        )
     return False

@@ -9,6 +9,7 @@ the experts are fused in one module (OLMoE, Mixtral in transformers 5), of the p
 last part, the expert being that module's index along its experts dimension. A Qwen2-MoE shared
 expert (`Attribution.shared_ffn`) is not labelled.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -54,7 +55,9 @@ def _numpy(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().to(torch.float32).cpu().numpy()
 
 
-def scores_dataset(scores: dict[str, torch.Tensor], names: UnitNames | None = None, leading: tuple[str, ...] = ()) -> xr.Dataset:
+def scores_dataset(
+    scores: dict[str, torch.Tensor], names: UnitNames | None = None, leading: tuple[str, ...] = ()
+) -> xr.Dataset:
     """`scores` (any of SCORES, each with `leading` dimensions first, e.g. ("example",) or
     ("seed", "step")) as a Dataset with integer coordinates per unit dimension and, with `names`,
     the module path of every FFN block (`ffn_module[layer, expert]`) and attention projection

@@ -1,20 +1,27 @@
 """Load a causal LM (hub id + revision, or a local `save_pretrained` directory) with its adapter."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import torch
-from torch import nn
-from safetensors import SafetensorError
 from huggingface_hub import hf_hub_download, snapshot_download
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+from safetensors import SafetensorError
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
 from transformers.utils import logging as hf_logging
 
-from .adapters import Adapter, UnsupportedArchitectureError, adapter_for, SUPPORTED_MODEL_TYPES
+from .adapters import SUPPORTED_MODEL_TYPES, Adapter, UnsupportedArchitectureError, adapter_for
 from .olmo_original import ORIGINAL_FILES, is_original_olmo, load_original_olmo
 
 
@@ -128,20 +135,32 @@ def _config_as_written(name: str, hub: dict) -> tuple[dict, str | None]:
         return {}, None
 
 
-def _load_original_olmo(name: str, hub: dict, where: str, device: str | torch.device, dtype: torch.dtype) -> LanguageModel:
+def _load_original_olmo(
+    name: str, hub: dict, where: str, device: str | torch.device, dtype: torch.dtype
+) -> LanguageModel:
     """An original-format OLMo checkpoint (olmo_original.py), converted on load; its tokenizer from its
     tokenizer.json (the class its tokenizer_config.json names may be ai2-olmo's own)."""
     try:
-        directory = Path(name) if Path(name).is_dir() else Path(snapshot_download(name, allow_patterns=ORIGINAL_FILES, **hub))
+        directory = (
+            Path(name) if Path(name).is_dir() else Path(snapshot_download(name, allow_patterns=ORIGINAL_FILES, **hub))
+        )
         model = load_original_olmo(directory, dtype).to(device)
         tokenizer = PreTrainedTokenizerFast.from_pretrained(directory)  # whatever class tokenizer_config.json names
     except (OSError, ValueError, SafetensorError) as err:
-        again = f"`hf download {name} --revision {hub['revision']} --force-download`" if hub["revision"] else "a complete checkpoint"
+        again = (
+            f"`hf download {name} --revision {hub['revision']} --force-download`"
+            if hub["revision"]
+            else "a complete checkpoint"
+        )
         raise CheckpointError(
             f"{where}: an original-format OLMo checkpoint that cannot be read or converted ({err}); a missing or "
             f"truncated file must be downloaded again: {again}."
         ) from err
     return LanguageModel(
-        model=model, tokenizer=tokenizer, adapter=adapter_for(model), name=name, revision=hub["revision"],
+        model=model,
+        tokenizer=tokenizer,
+        adapter=adapter_for(model),
+        name=name,
+        revision=hub["revision"],
         commit=directory.name if hub["revision"] is not None else None,
     )

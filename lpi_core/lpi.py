@@ -9,6 +9,7 @@
 For a neuron, u = c · column with a scalar coefficient c (router weight × activation × frozen
 scale), so d = c · image(column) and the image is shared by every example.
 """
+
 from __future__ import annotations
 
 import torch
@@ -54,7 +55,9 @@ def neuron_lpi(
     out = torch.empty_like(coefficients)
     rows_step = max(1, min(batch, max_elements // vocab))
     step = max(1, max_elements // (rows_step * vocab))
-    buffer = None if fused else images.new_empty(rows_step * min(step, images.shape[0]) * vocab)  # reused: no page faults per chunk
+    buffer = (
+        None if fused else images.new_empty(rows_step * min(step, images.shape[0]) * vocab)
+    )  # reused: no page faults per chunk
     for r in range(0, batch, rows_step):
         p = probs[r : r + rows_step]
         for n in range(0, images.shape[0], step):
@@ -81,7 +84,9 @@ def lpi_gradient(base_logits: torch.Tensor, unembedding: torch.Tensor, target: t
     return unembedding[target] - torch.softmax(base_logits, -1) @ unembedding
 
 
-def first_order_neuron_lpi(gradient: torch.Tensor, coefficients: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+def first_order_neuron_lpi(
+    gradient: torch.Tensor, coefficients: torch.Tensor, directions: torch.Tensor
+) -> torch.Tensor:
     """The first-order approximation of `neuron_lpi` (opt-in; not Gated-LPI itself): its tangent at c = 0,
 
         LPI[b, n] ≈ c · (img[n, w_b] - Σ_v softmax(z_b)_v · img[n, v]) = c · (g_b · dir[n])

@@ -1,8 +1,10 @@
 """Staying within memory: chunk sizes from the device's free memory, and smaller chunks on OOM."""
+
 from __future__ import annotations
 
 import logging
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 
@@ -35,7 +37,8 @@ def halving_on_oom(run: Callable[[int], T], size: int, minimum: int, what: str) 
         except torch.cuda.OutOfMemoryError as err:
             if size <= minimum:
                 raise torch.cuda.OutOfMemoryError(
-                    f"{what}: out of GPU memory even with chunks of {size}; free the GPU (other processes?) or run on the CPU"
+                    f"{what}: out of GPU memory even with chunks of {size}; "
+                    "free the GPU (other processes?) or run on the CPU"
                 ) from err
         release_cached_memory()  # outside the handler: the traceback no longer holds the failed step's tensors
         size = max(minimum, size // 2)

@@ -3,10 +3,11 @@
 Scores are dataset-level importances I_t (mean Gated-LPI over examples), one vector of units per
 checkpoint (FFN neurons across all layers and experts, or attention neurons across all layers).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -170,7 +171,10 @@ def resampled_means(per_example: torch.Tensor, counts: torch.Tensor) -> torch.Te
     flat = per_example.reshape(n, -1).double().numpy()
     largest = float(np.abs(flat).max()) if flat.size else 0.0
     if counts.sum(1).max().item() * 2.0**FIXED_POINT_BITS >= 2.0**53:
-        raise ValueError(f"resamples of more than {2 ** (53 - FIXED_POINT_BITS)} examples cannot be summed exactly; use fewer examples")
+        raise ValueError(
+            f"resamples of more than {2 ** (53 - FIXED_POINT_BITS)} examples cannot be summed exactly; "
+            "use fewer examples"
+        )
     scale = 2.0 ** (FIXED_POINT_BITS - math.ceil(math.log2(largest))) if largest > 0 else 1.0
     fixed = np.rint(flat * scale)  # integers, |x| <= 2^40
     total = counts.double().numpy() @ fixed  # integers below n · 2^40 < 2^53: exact
@@ -223,7 +227,11 @@ def pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def rho_avg_rows(profiles: np.ndarray, pairs: str = "consecutive") -> np.ndarray:
     """ρ_avg of [R, checkpoints, layers]: the mean Pearson correlation over consecutive (default) or all pairs."""
     count = profiles.shape[1]
-    chosen = [(i, i + 1) for i in range(count - 1)] if pairs == "consecutive" else [(i, j) for i in range(count) for j in range(i + 1, count)]
+    chosen = (
+        [(i, i + 1) for i in range(count - 1)]
+        if pairs == "consecutive"
+        else [(i, j) for i in range(count) for j in range(i + 1, count)]
+    )
     return np.mean([pearson_rows(profiles[:, i], profiles[:, j]) for i, j in chosen], axis=0)
 
 

@@ -6,6 +6,7 @@
 Both are `scale_b · image(v)` with an example-independent linear `image(v) = W_U · normalize(v)`,
 so the image of a neuron's output column can be computed once and reused for every example.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ class FrozenProjection:
     scale: torch.Tensor  # [examples] 1 / sqrt(stat(x_L) + eps)
 
     @classmethod
-    def from_final_residual(cls, adapter: Adapter, final_residual: torch.Tensor) -> "FrozenProjection":
+    def from_final_residual(cls, adapter: Adapter, final_residual: torch.Tensor) -> FrozenProjection:
         """Freeze the final norm of `adapter`'s model at `final_residual` x_L: [examples, hidden]."""
         x = final_residual.float()
         eps = adapter.final_norm_eps

@@ -5,6 +5,7 @@ pushed through the model's own `lm_head` with the frozen final norm, neuron by n
 
 Slow by design; it is what the fast engine is tested and benchmarked against.
 """
+
 from __future__ import annotations
 
 import torch

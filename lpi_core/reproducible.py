@@ -8,14 +8,16 @@ call; the cores are used by `parallel_map`, which runs independent items (the la
 attribution) side by side. Their results do not interact, so the outcome is the same whatever the
 number of threads or workers. `numeric_environment()` names what the last bits still depend on.
 """
+
 from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import TypeVar
 
 import torch
 

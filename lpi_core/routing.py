@@ -3,9 +3,10 @@
 `routing_frequency[layer, expert]` is the fraction of the prompts' tokens (padding excluded) that
 the layer's router sends to the expert; each layer's row sums to its top-k.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -1,7 +1,8 @@
 """Prompts to token ids, and answer strings to the single target token the scores are about."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -35,7 +36,9 @@ def encode_prompts(
     return encoded
 
 
-def pad_right(sequences: Sequence[Sequence[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def pad_right(
+    sequences: Sequence[Sequence[int]], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(input_ids, attention_mask, last_position): right padding keeps the real tokens' positions."""
     lengths = torch.tensor([len(s) for s in sequences])
     ids = torch.zeros(len(sequences), int(lengths.max()), dtype=torch.long)

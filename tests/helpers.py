@@ -1,4 +1,5 @@
 """Tiny randomly initialised models of every supported family, with a small trained tokenizer."""
+
 from __future__ import annotations
 
 import functools
@@ -17,8 +18,8 @@ from transformers import (
     Qwen2MoeConfig,
 )
 
-from claims.measure import Trajectory
-from fixtures.miniature.tokenizer import train_tokenizer
+from claims.fixtures.miniature.tokenizer import train_tokenizer
+from claims.statistics.measure import Trajectory
 from lpi_core import evaluation_set, wrap_model
 from lpi_core.loading import LanguageModel
 
@@ -78,16 +79,20 @@ def needs_fused_kernel() -> None:
     from lpi_core.fused import fused_available
 
     if not fused_available("cpu"):
-        pytest.skip("the fused LPI kernel does not compile here (no C++ compiler?); the materialised path is tested instead")
+        pytest.skip(
+            "the fused LPI kernel does not compile here (no C++ compiler?); the materialised path is tested instead"
+        )
 
 
 def same_measurements(a, b) -> bool:
-    """Two series' measurements (claims.measure.SeriesMeasurements), field by field: arrays of one
+    """Two series' measurements (claims.statistics.measure.SeriesMeasurements), field by field: arrays of one
     dtype and shape with the same bits (NaN equal to NaN), the rest equal."""
 
     def equal(x, y) -> bool:
         if isinstance(x, np.ndarray):
-            return isinstance(y, np.ndarray) and x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
+            return (
+                isinstance(y, np.ndarray) and x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
+            )
         if isinstance(x, Trajectory):
             return isinstance(y, Trajectory) and all(equal(getattr(x, f), getattr(y, f)) for f in vars(x))
         if isinstance(x, dict):

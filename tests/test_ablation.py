@@ -1,4 +1,5 @@
 """Masking heads and FFN neurons, checked against independent manual edits of the weights."""
+
 from __future__ import annotations
 
 import pytest
@@ -25,7 +26,16 @@ def test_masked_head_equals_zeroed_o_proj_input_by_hand(family):
         hooked = logits(lm)
     o_proj = lm.adapter.o_proj(layer)
     handle = o_proj.register_forward_pre_hook(
-        lambda m, a: (torch.cat([a[0][..., : head * d], torch.zeros_like(a[0][..., head * d : (head + 1) * d]), a[0][..., (head + 1) * d :]], -1),)
+        lambda m, a: (
+            torch.cat(
+                [
+                    a[0][..., : head * d],
+                    torch.zeros_like(a[0][..., head * d : (head + 1) * d]),
+                    a[0][..., (head + 1) * d :],
+                ],
+                -1,
+            ),
+        )
     )
     by_hand = logits(lm)
     handle.remove()

@@ -1,12 +1,13 @@
 """The masked sets: in-sample, held-out and random, against hand-chosen and naive references."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from claims.ablations import ABLATIONS, HIT_KEYS, ablation_ranks, chosen_masks, random_masks
-from claims.records import Data, RunOptions, compute_record
-from fixtures.series import Checkpoint
+from claims.fixtures.series import Checkpoint
+from claims.records.ablations import ABLATIONS, HIT_KEYS, ablation_ranks, chosen_masks, random_masks
+from claims.records.compute import Data, RunOptions, compute_record
 from lpi_core import attribute
 from lpi_core.ablation import target_ranks
 from lpi_core.tokenization import target_token_ids
@@ -16,11 +17,16 @@ from tests.helpers import facts, tiny_lm
 def test_chosen_masks_are_the_largest_scores_by_hand():
     heads = torch.tensor([[0.1, -3.0, 0.2], [2.0, 0.0, -0.5]])  # [layers 2, heads 3]
     ffn = torch.zeros(2, 2, 100)  # [layers, experts, ffn_dim]: 400 units, 1% = 4
-    for value, (layer, expert, unit) in zip((5.0, -4.0, 3.0, 2.5, 1.0), ((1, 0, 7), (0, 1, 99), (0, 0, 0), (1, 1, 50), (0, 0, 1))):
+    for value, (layer, expert, unit) in zip(
+        (5.0, -4.0, 3.0, 2.5, 1.0), ((1, 0, 7), (0, 1, 99), (0, 0, 0), (1, 1, 50), (0, 0, 1))
+    ):
         ffn[layer, expert, unit] = value
     masks = chosen_masks(heads, ffn, "abs")
     assert masks["top1-head"]["mask_heads"] == [(0, 1)]
-    assert masks["top10-heads"]["mask_heads"][:3] == [(0, 1), (1, 0), (1, 2)] and len(masks["top10-heads"]["mask_heads"]) == 6
+    assert (
+        masks["top10-heads"]["mask_heads"][:3] == [(0, 1), (1, 0), (1, 2)]
+        and len(masks["top10-heads"]["mask_heads"]) == 6
+    )
     assert masks["top1pct-ffn"]["mask_ffn"] == [(1, 0, 7), (0, 1, 99), (0, 0, 0), (1, 1, 50)]
     assert chosen_masks(heads, ffn, "positive")["top1-head"]["mask_heads"] == [(1, 0)]  # signed: the largest positive
 
@@ -62,14 +68,18 @@ def test_held_out_ranks_equal_masks_chosen_naively_on_the_other_half(scored):
             scored_on = (~chosen_on).nonzero().flatten()
             expected = target_ranks(lm, [prompts[i] for i in scored_on], answer_ids[scored_on], **own)
             assert torch.equal(ranks[f"held-out/{name}"][scored_on], expected)
-    assert any((ranks[name] != ranks[f"held-out/{name}"]).any() for name in ABLATIONS)  # the halves chose other units here
+    assert any(
+        (ranks[name] != ranks[f"held-out/{name}"]).any() for name in ABLATIONS
+    )  # the halves chose other units here
 
 
 def test_a_record_holds_hit_at_10_and_hit_at_1_of_every_masked_set(tmp_path):
     lm = tiny_lm("olmo")
     lm.model.save_pretrained(tmp_path / "m")
     lm.tokenizer.save_pretrained(tmp_path / "m")
-    record = compute_record(Checkpoint(step=5, source=str(tmp_path / "m")), Data(*facts(10)), RunOptions(examples=10, bootstrap=10))
+    record = compute_record(
+        Checkpoint(step=5, source=str(tmp_path / "m")), Data(*facts(10)), RunOptions(examples=10, bootstrap=10)
+    )
     assert set(record["hits"]) == set(record["hits_at_1"]) == set(HIT_KEYS)
     for key in HIT_KEYS:
         assert record["hits"][key].dtype == torch.bool and record["hits"][key].shape == (10,)
@@ -80,7 +90,7 @@ def test_held_out_sets_remove_a_planted_in_sample_optimism(monkeypatch):
     """No head matters on average; masking head h misses example i exactly where i's own score for h
     is positive. The in-sample set is chosen for the examples it then misses (optimistic); a set
     chosen on the other half misses half of them, as a random head does."""
-    import claims.ablations as ablations
+    import claims.records.ablations as ablations
 
     n, layers, heads = 60, 4, 64
     rates = {"in-sample": [], "held-out": [], "random": []}
@@ -99,8 +109,21 @@ def test_held_out_sets_remove_a_planted_in_sample_optimism(monkeypatch):
         monkeypatch.setattr(ablations, "target_ranks", planted_ranks)
         half = torch.zeros(n, dtype=torch.bool)
         half[torch.randperm(n, generator=rng)[: n // 2]] = True
-        ranks = ablation_ranks(None, prompts, torch.zeros(n, dtype=torch.long), (scores, torch.zeros(n, 1, 1, 100)), half, "positive", draw, 8)
-        for kind, key in (("in-sample", "top1-head"), ("held-out", "held-out/top1-head"), ("random", "random/top1-head")):
+        ranks = ablation_ranks(
+            None,
+            prompts,
+            torch.zeros(n, dtype=torch.long),
+            (scores, torch.zeros(n, 1, 1, 100)),
+            half,
+            "positive",
+            draw,
+            8,
+        )
+        for kind, key in (
+            ("in-sample", "top1-head"),
+            ("held-out", "held-out/top1-head"),
+            ("random", "random/top1-head"),
+        ):
             rates[kind].append((ranks[key] >= 10).double().mean().item())
     mean = {kind: sum(r) / len(r) for kind, r in rates.items()}
     assert mean["in-sample"] > 0.6  # measured 0.634; held-out 0.491, random 0.509

@@ -1,11 +1,12 @@
 """The claims suite end to end on the smoke preset, through pytester (a separate pytest process)."""
+
 from __future__ import annotations
 
 import functools
 import hashlib
 import json
-import re
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,16 +18,16 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from claims.catalogue import CLAIMS, claim_sides
-from claims.suite import SuiteConfig
+from claims.catalogue.paper import CLAIMS, claim_sides
+from claims.fixtures.miniature.build import MiniatureRun
+from claims.records.store import RecordStore
+from claims.running.suite import SuiteConfig
+from claims.statistics.verdicts import NOT_MEASURED, VERDICTS, verdict
+from claims.storage.atomic import TMP_PREFIX
 from lpi_core import evaluation_set, load_model
 from lpi_core.capture import last_position_logits
-from lpi_core.tokenization import encode_prompts, target_token_ids
-from fixtures.miniature.build import MiniatureRun
-from claims.store import RecordStore
-from claims.verdicts import NOT_MEASURED, VERDICTS, verdict
-from claims.atomic import TMP_PREFIX
 from lpi_core.reproducible import cpu_model
+from lpi_core.tokenization import encode_prompts, target_token_ids
 
 ROOT = Path(__file__).resolve().parents[1]
 EVERY_TEST = {f"{c}-{s}" for c, s in claim_sides()}
@@ -36,8 +37,21 @@ ENV = {**os.environ, "TQDM_DISABLE": "1"}
 
 def run_claims(pytester, cache: Path, report: Path, *args: str):
     return pytester.runpytest_subprocess(
-        str(ROOT / "claims"), "--preset", "smoke", "--cache-dir", str(cache), "--report-dir", str(report),
-        "--examples", "120", "--bootstrap", "20", "-p", "no:cacheprovider", "-q", *args,
+        str(ROOT / "claims"),
+        "--preset",
+        "smoke",
+        "--cache-dir",
+        str(cache),
+        "--report-dir",
+        str(report),
+        "--examples",
+        "120",
+        "--bootstrap",
+        "20",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        *args,
     )
 
 
@@ -76,10 +90,14 @@ def test_report_holds_every_check_with_its_interval_and_a_verdict_that_follows_t
         for check in claim["checks"]:
             assert {"value", "interval", "op", "threshold", "verdict", "checkpoints", "method"} <= check.keys()
             low, high = (float("nan") if x is None else x for x in check["interval"])
-            assert check["verdict"] == verdict(check["op"], check["threshold"], (low, high), testable=check["untestable"] is None)
+            assert check["verdict"] == verdict(
+                check["op"], check["threshold"], (low, high), testable=check["untestable"] is None
+            )
             assert "20 resamples over examples (one seed)" in check["method"]
             assert ("centred percentile" in check["method"]) == ("J" in check["label"] or "R_t" in check["label"])
-            assert check["holm_verdict"] in VERDICTS and check["seeds_needed"] is None  # one seed: no seed spread to scale
+            assert (
+                check["holm_verdict"] in VERDICTS and check["seeds_needed"] is None
+            )  # one seed: no seed spread to scale
             if check["p_value"] is not None:  # the p-value and the verdict tell the same
                 assert (check["p_value"] < 0.025) == (check["verdict"] == "replicated")
     checks = [c for claim in payload["claims"] for c in claim["checks"]]
@@ -88,14 +106,25 @@ def test_report_holds_every_check_with_its_interval_and_a_verdict_that_follows_t
     markdown = (report / "claims.md").read_text()
     assert all(c.id in markdown for c in CLAIMS) and "| test " in markdown
     assert "rank_by=abs" in markdown and "target=answer" in markdown and "rho_pairs=consecutive" in markdown
-    assert "## Paper scale" in markdown and "split-half ceiling" in markdown and "random-set J over routed units" in markdown
-    assert "## Multiplicity" in markdown and "J_stab / ceiling" in markdown and "R_t null" in markdown and "by finding" in markdown
+    assert (
+        "## Paper scale" in markdown
+        and "split-half ceiling" in markdown
+        and "random-set J over routed units" in markdown
+    )
+    assert (
+        "## Multiplicity" in markdown
+        and "J_stab / ceiling" in markdown
+        and "R_t null" in markdown
+        and "by finding" in markdown
+    )
     assert "σ_rel 10K-600K (the paper's)" in markdown  # reported beside the tested σ_norm
     for figure in ("fig1_jstab.png", "fig2_layer_trajectories.png", "fig3_4_layer_profiles.png", "fig5_ablation.png"):
         assert (report / figure).stat().st_size > 10_000
     run = MiniatureRun(next((cache / "miniature").glob("smoke-*")))
     moe = payload["trajectories"]["moe"][0]
-    moe_steps = [s for s in (15, 30, 45, 60) if s >= max(run.onset_step("moe"), run.onset_step("dense"))]  # from the shared scale's start on
+    moe_steps = [
+        s for s in (15, 30, 45, 60) if s >= max(run.onset_step("moe"), run.onset_step("dense"))
+    ]  # from the shared scale's start on
     assert moe["steps"] == moe_steps and moe["seed"] == 0
     assert len(moe["jstab_ffn"]["values"]) == len(moe_steps) - 1
     assert len(list((cache / "records").glob("*.pt"))) == len(attributed(cache)) < 8  # not the 4 checkpoints × 2 models
@@ -110,11 +139,18 @@ def test_report_holds_every_check_with_its_interval_and_a_verdict_that_follows_t
         expected = (top1 == target_token_ids(last.tokenizer, data["object"])).double().mean().item()
         assert training[family]["0"]["final_hit_at_1"] == pytest.approx(expected)
         assert 0 < training[family]["0"]["prior_baseline_hit_at_1"] < training[family]["0"]["prior_baseline_hit_at_10"]
-        assert list(training[family]["0"]["hit_at_10"]) == ["15", "30", "45", "60"] and training[family]["0"]["total_steps"] == 60
+        assert (
+            list(training[family]["0"]["hit_at_10"]) == ["15", "30", "45", "60"]
+            and training[family]["0"]["total_steps"] == 60
+        )
         assert training[family]["0"]["onset_step"] == run.onset_step(family)
         assert training[family]["0"]["prior_baseline_hit_at_10"] == run.prior_baseline_hit_at_10
         assert training[family]["0"]["training_precision"] == "float32"  # the smoke preset's
-    assert (report / "fig0_training.png").stat().st_size > 10_000 and "## Training" in markdown and "- trained in float32\n" in markdown
+    assert (
+        (report / "fig0_training.png").stat().st_size > 10_000
+        and "## Training" in markdown
+        and "- trained in float32\n" in markdown
+    )
     machine = payload["context"]["machine"]
     assert machine["cpu"] == cpu_model() and machine["aten_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert f"cpu {cpu_model()}" in markdown and "compare its verdicts with the seed spread" in markdown
@@ -144,7 +180,9 @@ def test_k_moe_runs_the_moe_side_without_the_dense_series(first_run, tmp_path, p
     assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == len(MOE_TESTS)
     assert not list((cache / "miniature").glob("smoke-*/dense"))  # the dense series was neither built nor loaded
     assert {r["meta"]["family"] for r in records_by_checkpoint(cache).values()} == {"olmoe"}
-    assert len(RecordStore(cache).computed_log()) == len(attributed(cache))  # the MoE's checkpoints from its onset on, nothing else
+    assert len(RecordStore(cache).computed_log()) == len(
+        attributed(cache)
+    )  # the MoE's checkpoints from its onset on, nothing else
     assert "moe's own onset (the other family is not in this run)" in (report / "claims.md").read_text()
 
 
@@ -162,7 +200,10 @@ def test_k_ablate_selects_the_ablation_claims(first_run, pytester):
         (["--suite", "nope"], "--suite must be one of miniature, paper"),
         (["--rank-by", "absolute"], "--rank-by must be one of abs, positive"),
         (["--seeds", "0"], "--seeds must be at least 1"),
-        (["--examples", "1"], "--examples must be between 2 (the held-out ablations score one half with the other's set) and 906"),
+        (
+            ["--examples", "1"],
+            "--examples must be between 2 (the held-out ablations score one half with the other's set) and 906",
+        ),
         (["--examples", "many"], "--examples must be an integer"),
         (["--checkpoints", "15,999"], "--checkpoints [999] are not in the smoke preset"),
         (["--moe-model", "x/y"], "use them with --suite paper"),
@@ -190,14 +231,32 @@ def test_report_command_rebuilds_the_report_from_the_cache_alone(first_run, tmp_
     again = json.loads((tmp_path / "again" / "claims.json").read_text())["claims"]
     assert again == ran
     assert "ffn-concentration-contrast" in capsys.readouterr().out
-    assert main([*args[:-2], "--bootstrap", "30", "--report-dir", str(tmp_path / "x")]) == 2  # other options: no records
+    assert (
+        main([*args[:-2], "--bootstrap", "30", "--report-dir", str(tmp_path / "x")]) == 2
+    )  # other options: no records
     assert "has no records for steps" in capsys.readouterr().err
 
 
 def claims_command(cache: Path, report: Path, *args: str) -> list[str]:
     return [
-        sys.executable, "-m", "pytest", str(ROOT / "claims"), "--preset", "smoke", "--cache-dir", str(cache),
-        "--report-dir", str(report), "--examples", "120", "--bootstrap", "20", "-p", "no:cacheprovider", "-q", *args,
+        sys.executable,
+        "-m",
+        "pytest",
+        str(ROOT / "claims"),
+        "--preset",
+        "smoke",
+        "--cache-dir",
+        str(cache),
+        "--report-dir",
+        str(report),
+        "--examples",
+        "120",
+        "--bootstrap",
+        "20",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        *args,
     ]
 
 
@@ -223,7 +282,11 @@ def same_claims(report: Path, reference: Path) -> bool:
 
 
 def leftovers(cache: Path) -> list[str]:
-    return sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.name.startswith(TMP_PREFIX) or p.suffix in (".lock", ".lease", ".break") or ".lease.new-" in p.name)
+    return sorted(
+        str(p.relative_to(cache))
+        for p in cache.rglob("*")
+        if p.name.startswith(TMP_PREFIX) or p.suffix in (".lock", ".lease", ".break") or ".lease.new-" in p.name
+    )
 
 
 def cache_with_the_built_run(first_cache: Path, cache: Path) -> Path:
@@ -235,9 +298,12 @@ def test_sigkill_in_the_middle_of_a_record_then_rerun_gives_the_uninterrupted_re
     _, first_cache, first_report = first_run
     cache, report = cache_with_the_built_run(first_cache, tmp_path / "cache"), tmp_path / "report"
     command = claims_command(cache, report)
-    run = subprocess.Popen(command, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    run = subprocess.Popen(
+        command, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     log = cache / "records" / "computed.log"
     deadline = time.time() + 300
+
     def in_the_middle() -> bool:  # one record stored and the next one's lease held: its computation under way
         leases = list((cache / "records").glob("*.lease")) if (cache / "records").is_dir() else []
         return log.exists() and log.read_text().count("\n") >= 1 and bool(leases)
@@ -247,7 +313,9 @@ def test_sigkill_in_the_middle_of_a_record_then_rerun_gives_the_uninterrupted_re
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
     assert run.returncode == -signal.SIGKILL
-    assert len(records_by_checkpoint(cache)) < len(attributed(cache)) and any(p.suffix == ".lease" for p in (cache / "records").iterdir())
+    assert len(records_by_checkpoint(cache)) < len(attributed(cache)) and any(
+        p.suffix == ".lease" for p in (cache / "records").iterdir()
+    )
 
     again = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True)
     assert again.returncode in (0, 1), again.stdout[-3000:]
@@ -255,13 +323,17 @@ def test_sigkill_in_the_middle_of_a_record_then_rerun_gives_the_uninterrupted_re
     assert same_claims(report, first_report)
     assert leftovers(cache) == []
     keys = [key for key, _, _ in RecordStore(cache).computed_log()]
-    assert len(keys) == len(set(keys)) == len(attributed(cache))  # the interrupted record was computed once, by the rerun
+    assert (
+        len(keys) == len(set(keys)) == len(attributed(cache))
+    )  # the interrupted record was computed once, by the rerun
 
 
 def test_two_workers_compute_each_checkpoint_once_with_the_one_process_results(first_run, tmp_path):
     _, first_cache, first_report = first_run
     cache, report = cache_with_the_built_run(first_cache, tmp_path / "cache"), tmp_path / "report"
-    done = subprocess.run(claims_command(cache, report, "-n", "2"), cwd=tmp_path, env=ENV, capture_output=True, text=True)
+    done = subprocess.run(
+        claims_command(cache, report, "-n", "2"), cwd=tmp_path, env=ENV, capture_output=True, text=True
+    )
     assert done.returncode in (0, 1), done.stdout[-3000:]
     store = RecordStore(cache)
     log = store.computed_log()
@@ -288,7 +360,10 @@ def test_non_finite_scores_are_reported_with_the_layer_never_as_a_number(first_r
     payload = json.loads((report / "claims.json").read_text())
     moe_ids = {f"{c}-{s}" for c, s in claim_sides() if s != "dense"}
     assert set(payload["context"]["not_measured"]) == moe_ids
-    assert all("non-finite Gated-LPI scores" in reason and "model.layers.1.mlp.experts.down_proj" in reason for reason in payload["context"]["not_measured"].values())
+    assert all(
+        "non-finite Gated-LPI scores" in reason and "model.layers.1.mlp.experts.down_proj" in reason
+        for reason in payload["context"]["not_measured"].values()
+    )
     assert {c["side"] for c in payload["claims"]} == {"dense"} and payload["trajectories"].keys() == {"dense"}
     markdown = (report / "claims.md").read_text()
     table_part = markdown.split("## Notes")[0]
@@ -299,7 +374,13 @@ def test_non_finite_scores_are_reported_with_the_layer_never_as_a_number(first_r
 def test_first_order_mode_is_named_beside_every_number(first_run, tmp_path):
     _, first_cache, first_report = first_run
     cache, report = cache_with_the_built_run(first_cache, tmp_path / "cache"), tmp_path / "report"
-    done = subprocess.run(claims_command(cache, report, "--lpi-mode", "first-order", "-k", "concentration"), cwd=tmp_path, env=ENV, capture_output=True, text=True)
+    done = subprocess.run(
+        claims_command(cache, report, "--lpi-mode", "first-order", "-k", "concentration"),
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode in (0, 1), done.stdout[-3000:]
     claims = json.loads((report / "claims.json").read_text())["claims"]
     assert len(claims) == 3 and {c["scores"] for c in claims} == {"first-order"}
@@ -313,19 +394,45 @@ def test_first_order_mode_is_named_beside_every_number(first_run, tmp_path):
 
 
 def test_every_reading_option_reaches_the_records_and_the_report(first_run, tmp_path):
-    """--target predicted, --st-rank mean-abs, --attn-positions each, --rank-by positive and --rho-pairs all, end to end."""
+    """--target predicted, --st-rank mean-abs, --attn-positions each, --rank-by positive and
+    --rho-pairs all, end to end."""
     _, first_cache, _ = first_run
     cache, report = cache_with_the_built_run(first_cache, tmp_path / "cache"), tmp_path / "report"
-    readings = ["--target", "predicted", "--st-rank", "mean-abs", "--attn-positions", "each", "--rank-by", "positive", "--rho-pairs", "all"]
-    done = subprocess.run(claims_command(cache, report, *readings, "-k", "stability and moe"), cwd=tmp_path, env=ENV, capture_output=True, text=True)
+    readings = [
+        "--target",
+        "predicted",
+        "--st-rank",
+        "mean-abs",
+        "--attn-positions",
+        "each",
+        "--rank-by",
+        "positive",
+        "--rho-pairs",
+        "all",
+    ]
+    done = subprocess.run(
+        claims_command(cache, report, *readings, "-k", "stability and moe"),
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]
     markdown = (report / "claims.md").read_text()
     assert "rank_by=positive, target=predicted, st_rank=mean-abs, attn_positions=each, rho_pairs=all" in markdown
     exact, read = records_by_checkpoint(first_cache), records_by_checkpoint(cache)
     moe_onset = MiniatureRun(next((cache / "miniature").glob("smoke-*"))).onset_step("moe")
-    assert {k for k in read if k[0] == "olmoe"} == {("olmoe", s) for s in (15, 30, 45, 60) if s >= moe_onset}  # a MoE-only run: its own onset on
+    assert {k for k in read if k[0] == "olmoe"} == {
+        ("olmoe", s) for s in (15, 30, 45, 60) if s >= moe_onset
+    }  # a MoE-only run: its own onset on
     record, plain = read[("olmoe", 60)], exact[("olmoe", 60)]
-    assert record["meta"]["options"] == {**plain["meta"]["options"], "target": "predicted", "st_rank": "mean-abs", "attn_positions": "each", "rank_by": "positive"}
+    assert record["meta"]["options"] == {
+        **plain["meta"]["options"],
+        "target": "predicted",
+        "st_rank": "mean-abs",
+        "attn_positions": "each",
+        "rank_by": "positive",
+    }
     config = SuiteConfig(preset="smoke", examples=120)
     data = config.data()
     lm = load_model(next((cache / "miniature").glob("smoke-*/moe/seed0/step60")))
@@ -333,12 +440,14 @@ def test_every_reading_option_reaches_the_records_and_the_report(first_run, tmp_
     assert torch.equal(record["target_ids"], top1)  # the model's own prediction was attributed
     assert torch.equal(plain["target_ids"], target_token_ids(lm.tokenizer, data.answers))
     assert torch.equal(record["hits"]["base"], plain["hits"]["base"])  # HIT@10 is always of the answer
-    assert (record["st_ffn"] >= 0).all() and (record["st_ffn"] >= record["ffn"].abs() - 1e-6).all()  # mean |I| ≥ |mean I|
+    assert (record["st_ffn"] >= 0).all() and (
+        record["st_ffn"] >= record["ffn"].abs() - 1e-6
+    ).all()  # mean |I| ≥ |mean I|
     assert not torch.allclose(record["attn"], plain["attn"])
 
 
 def test_a_series_below_the_prior_baseline_is_flagged():
-    from claims.table import facts_over_priors
+    from claims.reporting.table import facts_over_priors
 
     training = {
         "moe": {"0": {"final_hit_at_1": 0.25, "prior_baseline_hit_at_1": 0.19}},
@@ -362,11 +471,19 @@ def test_progress_lines_show_each_build_and_record_while_it_runs(first_run):
     first_verdict = next(i for i, line in enumerate(lines) if line.startswith("claim "))
     progress = [line for line in lines[:first_verdict] if line.startswith("lpi-claims: ")]
     for family in ("moe", "dense"):
-        assert f"lpi-claims: miniature smoke {family} seed 0: training 60 steps in float32, then HIT@10 at 4 checkpoints" in progress
-        assert any(re.fullmatch(rf"lpi-claims: miniature smoke {family} seed 0: built in \d+ s", line) for line in progress)
+        assert (
+            f"lpi-claims: miniature smoke {family} seed 0: training 60 steps in float32, then HIT@10 at 4 checkpoints"
+            in progress
+        )
+        assert any(
+            re.fullmatch(rf"lpi-claims: miniature smoke {family} seed 0: built in \d+ s", line) for line in progress
+        )
         for step in steps[family]:
             assert f"lpi-claims: record {family}/seed0/step{step}: computing (120 examples)" in progress
-            assert any(re.fullmatch(rf"lpi-claims: record {family}/seed0/step{step}: stored in \d+ s", line) for line in progress)
+            assert any(
+                re.fullmatch(rf"lpi-claims: record {family}/seed0/step{step}: stored in \d+ s", line)
+                for line in progress
+            )
     assert len(progress) == 2 * 2 + 2 * len(attributed(cache))  # one line per step start and end, nothing else
 
 
@@ -409,7 +526,7 @@ import errno
 import io
 import os
 
-import claims.atomic
+import claims.storage.atomic
 
 ERRNO = errno.{name}
 
@@ -424,10 +541,11 @@ class HalfWritten(io.FileIO):
 
 def pytest_configure(config):
     def fake_open(path, mode="r", *args, **kwargs):
-        temporary_record = os.path.basename(path).startswith(claims.atomic.TMP_PREFIX) and ".pt-" in os.path.basename(path)
+        temporary_record = os.path.basename(path).startswith(claims.storage.atomic.TMP_PREFIX) \
+and ".pt-" in os.path.basename(path)
         return HalfWritten(path, "wb") if temporary_record and mode == "wb" else open(path, mode, *args, **kwargs)
 
-    claims.atomic.open = fake_open  # shadows the builtin inside claims.atomic only
+    claims.storage.atomic.open = fake_open  # shadows the builtin inside claims.storage.atomic only
 '''
 
 
@@ -437,12 +555,17 @@ def test_a_full_or_read_only_cache_fails_the_claims_with_the_fix_and_leaves_noth
     cache, report = cache_with_the_built_run(first_cache, tmp_path / "cache"), tmp_path / "report"
     (tmp_path / "faultplugin.py").write_text(FAULT_PLUGIN.format(name=name, message=message))
     env = {**ENV, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ENV.get('PYTHONPATH', '')}"}
-    done = subprocess.run(claims_command(cache, report, "-p", "faultplugin"), cwd=tmp_path, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        claims_command(cache, report, "-p", "faultplugin"), cwd=tmp_path, env=env, capture_output=True, text=True
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 1 and "INTERNALERROR" not in output and "Traceback" not in output, output[-3000:]
     reasons = json.loads((report / "claims.json").read_text())["context"]["not_measured"]
     assert set(reasons) == EVERY_TEST
-    assert all(f"cannot write to the cache {cache / 'records'}: {message}" in r and "--cache-dir" in r for r in reasons.values())
+    assert all(
+        f"cannot write to the cache {cache / 'records'}: {message}" in r and "--cache-dir" in r
+        for r in reasons.values()
+    )
     assert sorted(p.name for p in (cache / "records").iterdir()) == []  # no record, no temporary, no lock
 
 
@@ -450,9 +573,18 @@ def test_sigint_during_a_record_then_rerun_gives_the_uninterrupted_results(first
     _, first_cache, first_report = first_run
     cache, report = cache_with_the_built_run(first_cache, tmp_path / "cache"), tmp_path / "report"
     command = claims_command(cache, report)
-    # Ctrl-C's disposition, whatever this process inherited (a shell's background job ignores SIGINT, and so would its child)
+    # Ctrl-C's disposition, whatever this process inherited (a shell's background job ignores SIGINT,
+    # and so would its child)
     default_sigint = functools.partial(signal.signal, signal.SIGINT, signal.SIG_DFL)
-    run = subprocess.Popen(command, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=default_sigint)
+    run = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=default_sigint,
+    )
     seen = []
     for line in run.stdout:  # the progress line says when a record is under way
         seen.append(line)
@@ -487,7 +619,9 @@ def test_records_command_computes_each_record_once_and_pytest_claims_then_comput
     log = RecordStore(cache).computed_log()
     assert len(log) == len({key for key, _, _ in log}) == len(attributed(cache))
     assert_same_records(cache, first_cache)
-    done = subprocess.run(claims_command(cache, tmp_path / "report"), cwd=tmp_path, env=ENV, capture_output=True, text=True)
+    done = subprocess.run(
+        claims_command(cache, tmp_path / "report"), cwd=tmp_path, env=ENV, capture_output=True, text=True
+    )
     assert done.returncode in (0, 1), done.stdout[-3000:]
     assert RecordStore(cache).computed_log() == log  # the claims run computed nothing
     assert same_claims(tmp_path / "report", first_report)
@@ -524,7 +658,7 @@ def test_shards_split_the_checkpoints_and_merge_into_the_one_run_cache(first_run
 
 
 def test_shard_slices_are_disjoint_deterministic_and_cover_every_task():
-    from claims.executors import parse_shard, shard
+    from claims.running.executors import parse_shard, shard
 
     tasks = list(range(13))
     slices = [shard(tasks, i, 4) for i in range(1, 5)]
@@ -538,21 +672,36 @@ def test_shard_slices_are_disjoint_deterministic_and_cover_every_task():
 def test_slurm_submission_is_one_array_with_the_partition_gpus_time_and_parallelism_asked_for(tmp_path):
     from submitit.slurm.test_slurm import mocked_slurm
 
-    from claims.executors import RecordTask, SlurmOptions, make_executor, submit
-    from fixtures.series import Checkpoint
+    from claims.fixtures.series import Checkpoint
+    from claims.running.executors import RecordTask, SlurmOptions, make_executor, submit
 
     config = SuiteConfig(preset="smoke", cache_dir=str(tmp_path / "cache"))
     tasks = [RecordTask("moe", 0, Checkpoint(step, "unused")) for step in range(1, 9)]
-    options = SlurmOptions(partition="gpu", gpus_per_task=1, array_parallelism=3, timeout_min=90, extra={"account": "lab"})
+    options = SlurmOptions(
+        partition="gpu", gpus_per_task=1, array_parallelism=3, timeout_min=90, extra={"account": "lab"}
+    )
     with mocked_slurm():
         jobs = submit(make_executor("slurm", tmp_path / "jobs", options), "slurm", config, tasks, workers=2)
     assert list(jobs) == [t.label for t in tasks] and len({job.job_id.split("_")[0] for job in jobs.values()}) == 1
     (script,) = (tmp_path / "jobs").glob("*submission.sh")
     lines = set(script.read_text().splitlines())
-    for expected in ("--partition=gpu", "--gpus-per-task=1", "--array=0-7%3", "--time=90", "--account=lab", "--signal=USR2@90"):
+    for expected in (
+        "--partition=gpu",
+        "--gpus-per-task=1",
+        "--array=0-7%3",
+        "--time=90",
+        "--account=lab",
+        "--signal=USR2@90",
+    ):
         assert f"#SBATCH {expected}" in lines, expected
     with mocked_slurm():  # --gpu alone asks each task for one GPU
-        submit(make_executor("slurm", tmp_path / "gpu-jobs", SlurmOptions(), gpu=True), "slurm", config, tasks[:2], workers=1)
+        submit(
+            make_executor("slurm", tmp_path / "gpu-jobs", SlurmOptions(), gpu=True),
+            "slurm",
+            config,
+            tasks[:2],
+            workers=1,
+        )
     (script,) = (tmp_path / "gpu-jobs").glob("*submission.sh")
     assert "#SBATCH --gpus-per-task=1" in script.read_text().splitlines()
     if not torch.cuda.is_available():
@@ -574,8 +723,8 @@ class OnsetsOnly:
 
 
 def test_a_miniature_series_is_attributed_from_the_start_of_its_shared_paper_scale_on():
-    from claims.suite import attributed_steps, scale_anchor
-    from claims.windows import shared_scales
+    from claims.running.suite import attributed_steps, scale_anchor
+    from claims.statistics.windows import shared_scales
 
     steps = [24, 48, 72, 96, 120, 150, 180, 240, 1200]
     assert attributed_steps(steps, 72) == [72, 96, 120, 150, 180, 240, 1200]
@@ -586,8 +735,11 @@ def test_a_miniature_series_is_attributed_from_the_start_of_its_shared_paper_sca
     assert scale_anchor(run, "dense", 0, both) == scale_anchor(run, "moe", 0, both) == 150  # the later onset, for both
     assert scale_anchor(run, "dense", 0, ("dense",)) == 72  # a dense-only run: its own onset
     assert scale_anchor(run, "dense", 1, both) == 48  # the MoE of seed 1 is not built yet: its own, which is no later
-    assert scale_anchor(run, "dense", 2, both) == 96 and scale_anchor(run, "moe", 2, both) is None  # no MoE onset: each its own
-    # the anchor is where claims.windows starts the paper scale: no checkpoint it maps is left out, every one left out is unmapped
+    assert (
+        scale_anchor(run, "dense", 2, both) == 96 and scale_anchor(run, "moe", 2, both) is None
+    )  # no MoE onset: each its own
+    # the anchor is where claims.statistics.windows starts the paper scale: no checkpoint it maps is
+    # left out, every one left out is unmapped
     for families in (both, ("dense",)):
         onsets = {f: {0: run.onset_step(f, 0)} for f in families}
         scales = shared_scales(onsets, {f: {0: steps} for f in families}, {f: 1200 for f in families})
@@ -602,10 +754,10 @@ def test_the_checkpoints_before_onset_that_are_not_attributed_change_no_claim(fi
     intervals, verdicts and checkpoints with them or without."""
     from dataclasses import asdict
 
-    from claims.loading import scales_for
-    from claims.measure import measure_series
-    from claims.records import compute_record
-    from claims.report import evaluate_all
+    from claims.records.compute import compute_record
+    from claims.reporting.report import evaluate_all
+    from claims.running.measurements import scales_for
+    from claims.statistics.measure import measure_series
 
     _, cache, _ = first_run
     config = SuiteConfig(preset="smoke", cache_dir=str(cache), examples=120, bootstrap=20)
@@ -618,9 +770,13 @@ def test_the_checkpoints_before_onset_that_are_not_attributed_change_no_claim(fi
         assert skipped and all(c.step < max(run.onset_step("moe"), run.onset_step("dense")) for c in skipped)
         everything = {**stored, **{c.step: compute_record(c, data, options) for c in skipped}}
         kept = {s: r for s, r in stored.items() if r is not None}
-        assert series.onset == run.onset_step(family)  # the windows' anchor: the onset the build recorded over the 906 prompts
+        assert series.onset == run.onset_step(
+            family
+        )  # the windows' anchor: the onset the build recorded over the 906 prompts
         without[family] = [measure_series(family, series.name, 0, series.total_steps, kept, series.onset)]
-        with_all[family] = [measure_series(family, series.name, 0, series.total_steps, dict(sorted(everything.items())), series.onset)]
+        with_all[family] = [
+            measure_series(family, series.name, 0, series.total_steps, dict(sorted(everything.items())), series.onset)
+        ]
     results = [evaluate_all(config, measured, scales_for(config, measured)) for measured in (without, with_all)]
     as_text = lambda results: [json.dumps(asdict(r), default=str) for r in results]  # noqa: E731 (NaN equal to NaN)
     assert as_text(results[0]) == as_text(results[1])
@@ -628,8 +784,8 @@ def test_the_checkpoints_before_onset_that_are_not_attributed_change_no_claim(fi
 
 
 def test_built_checkpoints_are_the_finished_series_at_the_chosen_checkpoints_and_are_never_built(tmp_path):
-    from claims.suite import attributed_steps
-    from fixtures.miniature.build import build_series
+    from claims.fixtures.miniature.build import build_series
+    from claims.running.suite import attributed_steps
 
     config = SuiteConfig(preset="smoke", cache_dir=str(tmp_path / "cache"), checkpoints=(15, 30, 60), seeds=2)
     assert config.built_checkpoints(("moe", "dense")) == []  # nothing built, and asking builds nothing
@@ -642,54 +798,85 @@ def test_built_checkpoints_are_the_finished_series_at_the_chosen_checkpoints_and
     assert labels(config.built_checkpoints(("moe", "dense"))) == [f"dense/seed1/step{s}" for s in reversed(own)]
     build_series(run, "moe", 1)
     shared = attributed_steps([15, 30, 60], max(run.onset_step("moe", 1), run.onset_step("dense", 1)))
-    assert labels(config.built_checkpoints(("moe", "dense"))) == [f"{f}/seed1/step{s}" for f in ("moe", "dense") for s in shared]
-    assert labels(config.built_checkpoints(("moe",))) == [f"moe/seed1/step{s}" for s in attributed_steps([15, 30, 60], run.onset_step("moe", 1))]
+    assert labels(config.built_checkpoints(("moe", "dense"))) == [
+        f"{f}/seed1/step{s}" for f in ("moe", "dense") for s in shared
+    ]
+    assert labels(config.built_checkpoints(("moe",))) == [
+        f"moe/seed1/step{s}" for s in attributed_steps([15, 30, 60], run.onset_step("moe", 1))
+    ]
     assert SuiteConfig(suite="paper", cache_dir=str(tmp_path / "cache")).built_checkpoints(("moe", "dense")) == []
 
 
 def test_a_failed_record_job_is_reported_with_its_log_and_error(tmp_path):
-    from claims.executors import RecordTask, make_executor, submit, wait
-    from fixtures.series import Checkpoint
     import io
+
+    from claims.fixtures.series import Checkpoint
+    from claims.running.executors import RecordTask, make_executor, submit, wait
 
     config = SuiteConfig(preset="smoke", cache_dir=str(tmp_path / "cache"), examples=10, bootstrap=10)
     tasks = [RecordTask("moe", 0, Checkpoint(5, str(tmp_path / "no-such-checkpoint")))]
     out = io.StringIO()
-    failed = wait(submit(make_executor("debug", tmp_path / "jobs"), "debug", config, tasks, workers=1), out=out, poll_s=0)
+    failed = wait(
+        submit(make_executor("debug", tmp_path / "jobs"), "debug", config, tasks, workers=1), out=out, poll_s=0
+    )
     assert list(failed) == ["moe/seed0/step5"]
     assert "no-such-checkpoint" in failed["moe/seed0/step5"] and ".err" in failed["moe/seed0/step5"]
     assert "0 done, 0 running, 1 failed, 0 waiting" in out.getvalue()
 
 
-def test_load_series_holds_each_records_numbers_at_named_coordinates_and_exports_round_trip(first_run, tmp_path, capsys):
+def test_load_series_holds_each_records_numbers_at_named_coordinates_and_exports_round_trip(
+    first_run, tmp_path, capsys
+):
     import pandas as pd
     import xarray as xr
 
     from claims.cli import main
-    from claims.labelled import load_series
-    from claims.store import record_key
+    from claims.exploring.labelled import load_series
+    from claims.records.store import record_key
 
     _, cache, _ = first_run
     config = SuiteConfig(preset="smoke", cache_dir=str(cache), examples=120, bootstrap=20)
     ds = load_series(config, "moe")
     series = config.series("moe", build=False)[0]
-    record = torch.load(RecordStore(cache).path(record_key(series.at(45), config.data(), config.run_options(), cache)), weights_only=True)
+    record = torch.load(
+        RecordStore(cache).path(record_key(series.at(45), config.data(), config.run_options(), cache)),
+        weights_only=True,
+    )
     experts, neurons = ds.sizes["expert"], ds.sizes["neuron"]
     for layer, expert, neuron in [(0, 0, 0), (3, experts - 1, neurons - 1), (2, 1, 5)]:
         by_hand = record["ffn"][layer, expert * neurons + neuron].item()
         assert ds.ffn.sel(seed=0, step=45, layer=layer, expert=expert, neuron=neuron).item() == by_hand
     dims = ds.sizes["dim"]
     assert ds.attn.sel(seed=0, step=45, layer=1, head=1, dim=3).item() == record["attn"][1, dims + 3].item()
-    assert ds.hit_at_10.sel(seed=0, step=45, ablation="top10-heads").values.tolist() == record["hits"]["top10-heads"].int().tolist()
-    assert ds.hit_at_1.sel(seed=0, step=45, ablation="held-out/top1pct-ffn").values.tolist() == record["hits_at_1"]["held-out/top1pct-ffn"].int().tolist()
+    assert (
+        ds.hit_at_10.sel(seed=0, step=45, ablation="top10-heads").values.tolist()
+        == record["hits"]["top10-heads"].int().tolist()
+    )
+    assert (
+        ds.hit_at_1.sel(seed=0, step=45, ablation="held-out/top1pct-ffn").values.tolist()
+        == record["hits_at_1"]["held-out/top1pct-ffn"].int().tolist()
+    )
     assert ds.ffn_module.sel(layer=2, expert=1).item() == "model.layers.2.mlp.experts.1"
     assert ds.attrs["family"] == "moe" and ds.attrs["examples"] == 120 and ds.attrs["bootstrap"] == 20
 
-    options = ["--preset", "smoke", "--cache-dir", str(cache), "--examples", "120", "--bootstrap", "20", "--family", "moe"]
+    options = [
+        "--preset",
+        "smoke",
+        "--cache-dir",
+        str(cache),
+        "--examples",
+        "120",
+        "--bootstrap",
+        "20",
+        "--family",
+        "moe",
+    ]
     assert main(["export", *options, "--out", str(tmp_path / "nc")]) == 0
     xr.testing.assert_equal(xr.load_dataset(tmp_path / "nc" / "moe.nc"), ds)
     assert main(["export", *options, "--format", "parquet", "--out", str(tmp_path / "pq")]) == 0
-    assert main(["export", *options, "--format", "parquet", "--out", str(tmp_path / "pq")]) == 0  # its own export: replaced
+    assert (
+        main(["export", *options, "--format", "parquet", "--out", str(tmp_path / "pq")]) == 0
+    )  # its own export: replaced
     shown = capsys.readouterr()
     assert "wrote" in shown.out and f"export: writing 7 parquet files to {tmp_path / 'pq'}" in shown.err
     assert main(["export", *options, "--format", "parquet", "--out", str(tmp_path / "pq"), "-q"]) == 0
@@ -697,7 +884,10 @@ def test_load_series_holds_each_records_numbers_at_named_coordinates_and_exports
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
     assert main(["export", *options, "--out", str(tmp_path / "mine")]) == 2
-    assert "not written by lpi-claims export" in capsys.readouterr().err and (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+    assert (
+        "not written by lpi-claims export" in capsys.readouterr().err
+        and (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+    )
     table = pd.read_parquet(tmp_path / "pq" / "moe.ffn.parquet")
     assert len(table) == ds.ffn.size
     row = table[(table.step == 45) & (table.layer == 2) & (table.expert == 1) & (table.neuron == 5)]
@@ -709,16 +899,37 @@ def test_load_series_holds_each_records_numbers_at_named_coordinates_and_exports
 
 def test_units_drill_down_equals_a_hand_ranking_of_the_records(first_run, tmp_path, capsys):
     from claims.cli import main
-    from claims.store import record_key
+    from claims.records.store import record_key
     from lpi_core import attribute
 
     _, cache, _ = first_run
     options = ["--preset", "smoke", "--cache-dir", str(cache), "--examples", "120", "--bootstrap", "20"]
-    assert main(["units", *options, "--family", "moe", "--top", "5", "--examples-per-unit", "3", "--report-dir", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "units",
+                *options,
+                "--family",
+                "moe",
+                "--top",
+                "5",
+                "--examples-per-unit",
+                "3",
+                "--report-dir",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     found = json.loads((tmp_path / "units-moe-ffn.json").read_text())
     config = SuiteConfig(preset="smoke", cache_dir=str(cache), examples=120, bootstrap=20)
     series = config.series("moe", build=False)[0]
-    records = {c.step: torch.load(RecordStore(cache).path(record_key(c, config.data(), config.run_options(), cache)), weights_only=True) for c in series.checkpoints}
+    records = {
+        c.step: torch.load(
+            RecordStore(cache).path(record_key(c, config.data(), config.run_options(), cache)), weights_only=True
+        )
+        for c in series.checkpoints
+    }
     last = records[series.steps[-1]]["ffn"]  # [layers, experts * neurons]
     per_layer = last.shape[1]
     hand = torch.argsort(-last.abs().flatten(), stable=True)[:5].tolist()  # --rank-by abs: the largest |mean I|
@@ -729,15 +940,28 @@ def test_units_drill_down_equals_a_hand_ranking_of_the_records(first_run, tmp_pa
     column = top["layer"], top["expert"] * ffn_dim + top["neuron"]
     assert [top["importance"][str(s)] for s in series.steps] == [records[s]["ffn"][column].item() for s in series.steps]
     cutoff = max(1, round(0.01 * last.numel()))
-    entered = next(s for s in series.steps if column[0] * per_layer + column[1] in torch.argsort(-records[s]["ffn"].abs().flatten(), stable=True)[:cutoff].tolist())
+    entered = next(
+        s
+        for s in series.steps
+        if column[0] * per_layer + column[1]
+        in torch.argsort(-records[s]["ffn"].abs().flatten(), stable=True)[:cutoff].tolist()
+    )
     assert top["entered_top1pct"] == {"0": entered}
     data = config.data()
     from lpi_core.routing import routing_frequency
 
-    assert top["routing"][str(series.steps[-1])] == pytest.approx(routing_frequency(lm, data.prompts)[top["layer"], top["expert"]].item())
-    per_example = attribute(lm, data.prompts, targets=data.answers, reduce="none").ffn[:, top["layer"], top["expert"], top["neuron"]]
-    assert [e["lpi"] for e in top["top_examples"]] == pytest.approx(torch.sort(per_example, descending=True).values[:3].tolist(), abs=1e-6)
-    assert per_example.mean().item() == pytest.approx(top["score"], abs=1e-5)  # the record's mean, recomputed per example
+    assert top["routing"][str(series.steps[-1])] == pytest.approx(
+        routing_frequency(lm, data.prompts)[top["layer"], top["expert"]].item()
+    )
+    per_example = attribute(lm, data.prompts, targets=data.answers, reduce="none").ffn[
+        :, top["layer"], top["expert"], top["neuron"]
+    ]
+    assert [e["lpi"] for e in top["top_examples"]] == pytest.approx(
+        torch.sort(per_example, descending=True).values[:3].tolist(), abs=1e-6
+    )
+    assert per_example.mean().item() == pytest.approx(
+        top["score"], abs=1e-5
+    )  # the record's mean, recomputed per example
     assert top["module"] in capsys.readouterr().out
 
 
@@ -750,7 +974,9 @@ def chromium() -> str:
     return path
 
 
-def test_html_report_in_a_headless_browser_loads_offline_lists_every_claim_and_shows_a_claims_figure_on_click(first_run, tmp_path):
+def test_html_report_in_a_headless_browser_loads_offline_lists_every_claim_and_shows_a_claims_figure_on_click(
+    first_run, tmp_path
+):
     from playwright.sync_api import sync_playwright
 
     _, _, report = first_run
@@ -761,7 +987,14 @@ def test_html_report_in_a_headless_browser_loads_offline_lists_every_claim_and_s
         errors, outside = [], []
         page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
         page.on("pageerror", lambda error: errors.append(str(error)))
-        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:") else (outside.append(route.request.url), route.abort()))
+        page.route(
+            "**/*",
+            lambda route: (
+                route.continue_()
+                if route.request.url.startswith("file:")
+                else (outside.append(route.request.url), route.abort())
+            ),
+        )
         page.goto((report / "index.html").as_uri())
         assert [cell.inner_text() for cell in page.locator("td.test").all()] == [c["test_id"] for c in claims]
         assert page.locator("#claim-figure .main-svg").count() == 0
@@ -769,7 +1002,9 @@ def test_html_report_in_a_headless_browser_loads_offline_lists_every_claim_and_s
         page.click(f'tr.claim[data-test="{target}"] >> nth=0')
         page.wait_for_selector("#claim-figure .main-svg")
         assert page.inner_text("#claim-title") == target
-        assert page.locator("#claim-figure .scatterlayer .trace").count() >= 2 * 2  # band and line per family (one seed)
+        assert (
+            page.locator("#claim-figure .scatterlayer .trace").count() >= 2 * 2
+        )  # band and line per family (one seed)
         assert page.locator("#fig-training .main-svg").count() >= 1
         page.screenshot(path=str(tmp_path / "report.png"))
         browser.close()
@@ -777,14 +1012,16 @@ def test_html_report_in_a_headless_browser_loads_offline_lists_every_claim_and_s
     assert (tmp_path / "report.png").stat().st_size > 10_000
 
 
-def test_the_run_stores_each_series_measurements_once_and_a_report_reads_them_unchanged(first_run, tmp_path, monkeypatch):
+def test_the_run_stores_each_series_measurements_once_and_a_report_reads_them_unchanged(
+    first_run, tmp_path, monkeypatch
+):
     """The run leaves one measurement file per series and no lock; reading them back gives bit for bit
     what measuring the records again gives, without measuring; a record rewritten under its key (a
     merge, a recomputation elsewhere) has its series measured anew."""
-    import claims.loading
-    from claims.loading import load_family
-    from claims.measure import measure_series
-    from claims.store import record_key
+    import claims.running.measurements
+    from claims.records.store import record_key
+    from claims.running.measurements import load_family
+    from claims.statistics.measure import measure_series
     from tests.helpers import same_measurements
 
     _, cache, _ = first_run
@@ -793,10 +1030,14 @@ def test_the_run_stores_each_series_measurements_once_and_a_report_reads_them_un
     data, options, store = config.data(), config.run_options(), RecordStore(cache)
     for family in ("moe", "dense"):
         series = config.miniature(False).series(family)
-        kept = {s: r for s, r in zip(series.steps, store.load_all(series.checkpoints, data, options)[0]) if r is not None}
+        kept = {
+            s: r for s, r in zip(series.steps, store.load_all(series.checkpoints, data, options)[0]) if r is not None
+        }
         fresh = [measure_series(family, series.name, 0, series.total_steps, kept, series.onset)]
         with monkeypatch.context() as patched:
-            patched.setattr(claims.loading, "measure_series", lambda *a: pytest.fail("measured again instead of read"))
+            patched.setattr(
+                claims.running.measurements, "measure_series", lambda *a: pytest.fail("measured again instead of read")
+            )
             stored = load_family(config, family, compute=False)[0]
         assert len(stored) == len(fresh) == 1 and same_measurements(stored[0], fresh[0])
     copy = tmp_path / "cache"
@@ -806,12 +1047,16 @@ def test_the_run_stores_each_series_measurements_once_and_a_report_reads_them_un
     path = RecordStore(copy).path(record_key(series.checkpoints[-1], data, options, copy))
     assert path.exists()
     with monkeypatch.context() as patched:
-        patched.setattr(claims.loading, "measure_series", lambda *a: pytest.fail("measured again instead of read"))
+        patched.setattr(
+            claims.running.measurements, "measure_series", lambda *a: pytest.fail("measured again instead of read")
+        )
         load_family(config, "dense", compute=False)
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
     calls = []
     with monkeypatch.context() as patched:
-        patched.setattr(claims.loading, "measure_series", lambda *a: calls.append(a[1]) or measure_series(*a))
+        patched.setattr(
+            claims.running.measurements, "measure_series", lambda *a: calls.append(a[1]) or measure_series(*a)
+        )
         load_family(config, "moe", compute=False)
         load_family(config, "dense", compute=False)
     assert calls == [series.name]  # the MoE series measured anew; the dense one read

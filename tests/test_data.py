@@ -1,4 +1,5 @@
 """The shipped relational-facts data: the paper's 906-example set and malformed-file errors."""
+
 from __future__ import annotations
 
 import json
@@ -10,9 +11,18 @@ from lpi_core import RelationFileError, evaluation_set, load_relation, relation_
 from lpi_core.data import EVALUATION_RELATIONS, RELATIONS_DIR, all_relations
 
 PAPER_COUNTS = {
-    "adjective antonym": 100, "word first letter": 241, "word last letter": 241, "object superclass": 76,
-    "fruit inside color": 36, "work location": 38, "country language": 24, "country capital city": 24,
-    "name religion": 31, "occupation age": 45, "occupation gender": 19, "name birthplace": 31,
+    "adjective antonym": 100,
+    "word first letter": 241,
+    "word last letter": 241,
+    "object superclass": 76,
+    "fruit inside color": 36,
+    "work location": 38,
+    "country language": 24,
+    "country capital city": 24,
+    "name religion": 31,
+    "occupation age": 45,
+    "occupation gender": 19,
+    "name birthplace": 31,
 }
 
 
@@ -38,7 +48,12 @@ def write(tmp_path, content) -> str:
     return str(path)
 
 
-GOOD = {"name": "r", "prompt_templates": ["{} is"], "prompt_templates_zs": ["{} is"], "samples": [{"subject": "a", "object": "b"}]}
+GOOD = {
+    "name": "r",
+    "prompt_templates": ["{} is"],
+    "prompt_templates_zs": ["{} is"],
+    "samples": [{"subject": "a", "object": "b"}],
+}
 
 
 def test_malformed_relation_files_name_the_file_and_field(tmp_path):

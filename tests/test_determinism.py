@@ -5,17 +5,17 @@ A record is computed with two threads under `pytest claims` and with one thread 
 every score, HIT@10 with masks, training) to bit identity across the two layouts, at shapes where
 multithreaded kernels did differ on AMD EPYC (the bootstrap means: tests/test_metrics.py).
 """
+
 from __future__ import annotations
 
 import pytest
 import torch
 
+from claims.fixtures.miniature.train import TrainConfig, train
 from lpi_core import attribute, hits_at_k
 from lpi_core.capture import capture_last_position
 from lpi_core.reproducible import numeric_environment, parallel_map, single_thread_ops
 from lpi_core.tokenization import encode_prompts
-
-from fixtures.miniature.train import TrainConfig, train
 
 from .helpers import facts, tiny_lm, tokenizer
 

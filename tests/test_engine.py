@@ -1,4 +1,5 @@
 """The fast engine against the reference and against the model's own forward pass."""
+
 from __future__ import annotations
 
 import pytest
@@ -21,8 +22,14 @@ def test_log_prob_increase_by_hand():
     base = torch.tensor([[0.0, 0.0]])
     delta = torch.tensor([[[1.0, 0.0], [0.0, 2.0]]])
     # adding [1, 0]: log(e/(e+1)) - log(1/2); adding [0, 2]: log(1/(1+e^2)) - log(1/2)
-    expected = torch.tensor([[1 - torch.log(torch.tensor(torch.e + 1)) + torch.log(torch.tensor(2.0)),
-                              -torch.log(torch.tensor(1 + torch.e**2)) + torch.log(torch.tensor(2.0))]])
+    expected = torch.tensor(
+        [
+            [
+                1 - torch.log(torch.tensor(torch.e + 1)) + torch.log(torch.tensor(2.0)),
+                -torch.log(torch.tensor(1 + torch.e**2)) + torch.log(torch.tensor(2.0)),
+            ]
+        ]
+    )
     torch.testing.assert_close(log_prob_increase(base, delta, torch.tensor([0])), expected)
 
 
@@ -77,9 +84,13 @@ def test_capture_decomposes_the_forward_pass(family):
     captured = capture_last_position(lm, encode_prompts(lm.tokenizer, PROMPTS[:5]), batch_size=2)
     c = captured
     for l in range(adapter.num_layers - 1):
-        torch.testing.assert_close(c.layer_input[:, l + 1], c.layer_input[:, l] + c.attn_output[:, l] + c.ffn_output[:, l])
+        torch.testing.assert_close(
+            c.layer_input[:, l + 1], c.layer_input[:, l] + c.attn_output[:, l] + c.ffn_output[:, l]
+        )
     last = adapter.num_layers - 1
-    torch.testing.assert_close(c.final_residual, c.layer_input[:, last] + c.attn_output[:, last] + c.ffn_output[:, last])
+    torch.testing.assert_close(
+        c.final_residual, c.layer_input[:, last] + c.attn_output[:, last] + c.ffn_output[:, last]
+    )
     proj = FrozenProjection.from_final_residual(adapter, c.final_residual)
     torch.testing.assert_close(proj.logits(c.final_residual), c.logits, atol=1e-4, rtol=1e-4)
     for l in range(adapter.num_layers):
@@ -88,7 +99,11 @@ def test_capture_decomposes_the_forward_pass(family):
         weights, x = adapter.ffn_weights(l), c.ffn_input[:, l]
         total = torch.zeros_like(x)
         for b in range(x.shape[0]):
-            routed = [(0, 1.0)] if c.router_index is None else zip(c.router_index[b, l].tolist(), c.router_weights[b, l].tolist())
+            routed = (
+                [(0, 1.0)]
+                if c.router_index is None
+                else zip(c.router_index[b, l].tolist(), c.router_weights[b, l].tolist())
+            )
             for e, g in routed:
                 total[b] += g * weights.down[e] @ weights.coefficients(x[b], e)
         if adapter.shared_expert(l) is not None:
@@ -108,7 +123,9 @@ def test_batches_in_length_order_give_each_prompt_its_own_results(family):
     batched = capture_last_position(lm, encoded, batch_size=4)
     alone = [capture_last_position(lm, [e], batch_size=1) for e in encoded]
     for name in ("layer_input", "head_values", "ffn_output", "final_residual", "logits"):
-        torch.testing.assert_close(getattr(batched, name), torch.cat([getattr(a, name) for a in alone]), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(
+            getattr(batched, name), torch.cat([getattr(a, name) for a in alone]), atol=1e-5, rtol=1e-4
+        )
     if family == "olmoe":
         torch.testing.assert_close(batched.router_index, torch.cat([a.router_index for a in alone]))
 
@@ -175,7 +192,7 @@ def test_position_terms_sum_to_the_heads_values(family):
     torch.testing.assert_close(summed, each.head_values, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(each.head_values, plain.head_values, atol=1e-5, rtol=1e-4)
     for i, e in enumerate(encoded):
-        assert (terms[i, :, :, len(e):] == 0).all()
+        assert (terms[i, :, :, len(e) :] == 0).all()
         assert (terms[i, :, :, : len(e)].abs().sum(-1) > 0).all()
     if family == "olmo-clip":
         lm.model.config.clip_qkv = None

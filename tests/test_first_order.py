@@ -1,4 +1,5 @@
 """The opt-in first-order mode: the tangent of Gated-LPI at zero coefficient, checked against autograd."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
 """The fused exact kernel (lpi_core/fused.py): the materialised path's numbers at real dimensions,
 bits that do not depend on the thread count, and a clear fallback where it does not compile."""
+
 import warnings
 
 import pytest
@@ -35,10 +36,13 @@ def test_fused_equals_the_float64_formula_on_a_real_dimension_layer():
         materialised = neuron_lpi(base, coefficients, images, target, fused=False)
     assert one_pass.abs().max() > 1.0  # scores large enough for the comparison to mean something
     sample = torch.arange(0, OLMOE_ACTIVE_NEURONS, 16)
-    explicit = torch.cat([
-        log_prob_increase(base.double(), coefficients[:, part, None].double() * images[None, part].double(), target)
-        for part in sample.split(64)
-    ], 1)
+    explicit = torch.cat(
+        [
+            log_prob_increase(base.double(), coefficients[:, part, None].double() * images[None, part].double(), target)
+            for part in sample.split(64)
+        ],
+        1,
+    )
     torch.testing.assert_close(one_pass[:, sample].double(), explicit, atol=1e-4, rtol=0)
     torch.testing.assert_close(materialised[:, sample].double(), explicit, atol=3e-4, rtol=0)
     torch.testing.assert_close(one_pass, materialised, atol=3e-4, rtol=0)
@@ -71,7 +75,10 @@ def test_where_the_kernel_does_not_compile_auto_falls_back_and_fused_says_why(mo
     monkeypatch.setattr(fused, "compiled_weighted_exp_sum", broken)
     fused.fused_available.cache_clear()
     try:
-        with pytest.warns(UserWarning, match=r"does not compile on cpu \(RuntimeError: no C\+\+ compiler found\); using the materialised path"):
+        with pytest.warns(
+            UserWarning,
+            match=r"does not compile on cpu \(RuntimeError: no C\+\+ compiler found\); using the materialised path",
+        ):
             assert fused.use_fused("auto", torch.device("cpu")) is False
         with pytest.raises(RuntimeError, match="kernel='fused' was asked for"):
             fused.use_fused("fused", torch.device("cpu"))

@@ -1,4 +1,5 @@
 """The GPU path (CUDA, bfloat16): run with `pytest tests --gpu` on a machine with a GPU; skipped otherwise."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -8,9 +9,16 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from fixtures.miniature.build import _train_series, build_miniature, build_series, prepare_miniature, preset_config, run_directory
-from fixtures.miniature.evaluation import checkpoint_hits
-from fixtures.miniature.presets import PRESETS
+from claims.fixtures.miniature.build import (
+    _train_series,
+    build_miniature,
+    build_series,
+    prepare_miniature,
+    preset_config,
+    run_directory,
+)
+from claims.fixtures.miniature.evaluation import checkpoint_hits
+from claims.fixtures.miniature.presets import PRESETS
 from lpi_core import attribute, wrap_model
 from lpi_core.memory import chunk_elements
 from tests.helpers import FAMILIES, facts, tiny_lm
@@ -55,8 +63,18 @@ def test_the_miniature_trains_in_bfloat16_on_the_gpu_and_resumes_there(tmp_path)
     assert run.training_precision == "bfloat16 mixed precision on a CUDA GPU"
     config = preset_config(bf16, "cuda")
     short = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=30), checkpoints=(15, 30))
-    _train_series(run.root / "moe" / "seed0", "moe", 0, short, AutoTokenizer.from_pretrained(run.root / "tokenizer"), run.token_stream(), False)
-    assert (run.root / "moe" / "seed0" / "step30" / "trainer_state.pt").exists()  # a resumable state, as a killed build leaves
+    _train_series(
+        run.root / "moe" / "seed0",
+        "moe",
+        0,
+        short,
+        AutoTokenizer.from_pretrained(run.root / "tokenizer"),
+        run.token_stream(),
+        False,
+    )
+    assert (
+        run.root / "moe" / "seed0" / "step30" / "trainer_state.pt"
+    ).exists()  # a resumable state, as a killed build leaves
     series = build_series(run, "moe")  # resumes from step 30 on the GPU
     losses = run.losses("moe")
     assert len(losses) == 60 and all(math.isfinite(v) for v in losses) and losses[-1] < losses[0] - 1.0

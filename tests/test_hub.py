@@ -1,4 +1,5 @@
 """The hub provider without a hub: the resolver on a list of refs, and loading from a local hub cache."""
+
 from __future__ import annotations
 
 import json
@@ -7,7 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from fixtures.hub import LAST, PAPER_MODELS, RevisionError, branch_steps, hub_series, list_branches, resolve_steps
+from claims.fixtures.hub import (
+    LAST,
+    PAPER_MODELS,
+    RevisionError,
+    branch_steps,
+    hub_series,
+    list_branches,
+    resolve_steps,
+)
 from lpi_core.capture import last_position_logits
 from lpi_core.tokenization import encode_prompts
 from tests.helpers import facts, tiny_lm
@@ -53,12 +62,18 @@ def make_hub_cache(root: Path, repo: str, branches: dict[str, object]) -> None:
 def test_offline_series_loads_from_the_local_hub_cache(tmp_path):
     lms = {"step10000-tokens41B": tiny_lm("olmoe", seed=1), "step20000-tokens83B": tiny_lm("olmoe", seed=2)}
     make_hub_cache(tmp_path / "hub", REPO, lms)
-    series = hub_series("moe", steps=[10_000, 20_000], cache_dir=tmp_path / "cache", hub_cache=tmp_path / "hub", offline=True)
+    series = hub_series(
+        "moe", steps=[10_000, 20_000], cache_dir=tmp_path / "cache", hub_cache=tmp_path / "hub", offline=True
+    )
     assert series.steps == [10_000, 20_000] and series.family == "moe" and series.total_steps == 1_200_000
     encoded = encode_prompts(lms["step20000-tokens83B"].tokenizer, facts(4)[0])
     loaded = series.at(20_000).load()
-    assert loaded.revision == "step20000-tokens83B" and loaded.commit == f"{1:040x}"  # the snapshot make_hub_cache wrote
-    torch.testing.assert_close(last_position_logits(loaded, encoded), last_position_logits(lms["step20000-tokens83B"], encoded))
+    assert (
+        loaded.revision == "step20000-tokens83B" and loaded.commit == f"{1:040x}"
+    )  # the snapshot make_hub_cache wrote
+    torch.testing.assert_close(
+        last_position_logits(loaded, encoded), last_position_logits(lms["step20000-tokens83B"], encoded)
+    )
 
 
 def test_offline_missing_revisions_are_named_with_the_download_command(tmp_path):
@@ -67,8 +82,16 @@ def test_offline_missing_revisions_are_named_with_the_download_command(tmp_path)
     cached_refs.parent.mkdir(parents=True)
     cached_refs.write_text(json.dumps({"repo": REPO, "branches": REFS}))
     assert list_branches(REPO, tmp_path / "cache", offline=True) == REFS
-    with pytest.raises(RevisionError, match=r"(?s)lacks 1 revision\(s\): step20000-tokens83B.*hf download allenai/OLMoE-1B-7B-0924 --revision step20000-tokens83B"):
-        hub_series("moe", steps=[10_000, 20_000], cache_dir=tmp_path / "cache", hub_cache=tmp_path / "hub", offline=True)
+    with pytest.raises(
+        RevisionError,
+        match=(
+            r"(?s)lacks 1 revision\(s\): step20000-tokens83B.*"
+            r"hf download allenai/OLMoE-1B-7B-0924 --revision step20000-tokens83B"
+        ),
+    ):
+        hub_series(
+            "moe", steps=[10_000, 20_000], cache_dir=tmp_path / "cache", hub_cache=tmp_path / "hub", offline=True
+        )
 
 
 def test_offline_with_nothing_cached(tmp_path):

@@ -6,6 +6,7 @@ Synthetic data with a planted truth: two checkpoints' population scores (correla
 population + noise. E[θ̂] (the J_stab one measures with this many examples, estimated from many
 draws) is the quantity an interval must cover.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,8 +16,8 @@ import torch
 from lpi_core.metrics import (
     bootstrap_interval,
     centred_percentile_interval,
-    jaccard_rows,
     complement_means,
+    jaccard_rows,
     resample_weights,
     resampled_means,
     split_half_weights,
@@ -77,13 +78,15 @@ def test_centred_interval_by_hand():
     assert centred_percentile_interval(60.0, replicates) == pytest.approx((12.5, 107.5))
     assert np.isnan(centred_percentile_interval(float("nan"), replicates)[0])
     # split-half deviations with twice the spread double the interval's half-widths around the point
-    assert centred_percentile_interval(60.0, replicates, split_half=2 * (replicates - 50)) == pytest.approx((-35.0, 155.0))
+    assert centred_percentile_interval(60.0, replicates, split_half=2 * (replicates - 50)) == pytest.approx(
+        (-35.0, 155.0)
+    )
     # narrower split halves leave it as it is
     assert centred_percentile_interval(60.0, replicates, split_half=0.5 * replicates) == pytest.approx((12.5, 107.5))
 
 
 def test_student_t_interval_by_hand():
-    from claims.intervals import student_t_interval
+    from claims.statistics.intervals import student_t_interval
 
     low, high = student_t_interval([1.0, 2.0, 6.0])  # mean 3, sd √7, t_{0.975, 2} = 4.3027
     assert (low, high) == pytest.approx((3 - 4.302653 * 7**0.5 / 3**0.5, 3 + 4.302653 * 7**0.5 / 3**0.5), rel=1e-6)
@@ -93,8 +96,8 @@ def test_over_three_seeds_the_pooled_interval_keeps_its_level():
     """Planted truth: each seed's value is μ + seed noise (sd 1), measured with example noise (sd 0.1,
     its bootstrap replicates). The hierarchical bootstrap alone covers μ in about 3 of 4 draws; widened
     to the t interval of the three seeds' values it keeps the 95% level."""
-    from claims.intervals import Estimate, pool, interval
-    from claims.intervals import bootstrap_interval as bootstrap_only
+    from claims.statistics.intervals import Estimate, interval, pool
+    from claims.statistics.intervals import bootstrap_interval as bootstrap_only
 
     rng = np.random.default_rng(11)
     trials, seeds, replicates, mu = 400, 3, 200, 5.0
@@ -103,7 +106,10 @@ def test_over_three_seeds_the_pooled_interval_keeps_its_level():
         values = mu + rng.normal(size=seeds)
         per_seed = [Estimate(float(v + 0.1 * rng.normal()), v + 0.1 * rng.normal(size=replicates)) for v in values]
         pooled = pool(per_seed)
-        for name, (low, high) in (("bootstrap", bootstrap_only(pooled.replicates)), ("widened", interval(pooled, set_statistic=False))):
+        for name, (low, high) in (
+            ("bootstrap", bootstrap_only(pooled.replicates)),
+            ("widened", interval(pooled, set_statistic=False)),
+        ):
             covered[name] += low <= mu <= high
     print({k: v / trials for k, v in covered.items()})
     assert covered["bootstrap"] / trials < 0.85  # the defect the widening removes (measured: 0.74 for pure seed noise)
@@ -111,8 +117,7 @@ def test_over_three_seeds_the_pooled_interval_keeps_its_level():
 
 
 def test_a_contrast_is_widened_over_its_seeds_paired_differences():
-    from claims.intervals import Estimate, interval, pool
-    from claims.intervals import student_t_interval
+    from claims.statistics.intervals import Estimate, interval, pool, student_t_interval
 
     flat = np.zeros(100)
     moe = pool([Estimate(p, p + flat) for p in (0.50, 0.60, 0.70)])
@@ -121,7 +126,9 @@ def test_a_contrast_is_widened_over_its_seeds_paired_differences():
     assert contrast.seed_points == pytest.approx([0.10, 0.08, 0.15])  # seed s against seed s: the same token stream
     assert interval(contrast, set_statistic=False) == pytest.approx(student_t_interval([0.10, 0.08, 0.15]))
     one = pool([Estimate(0.5, 0.5 + 0.01 * np.arange(-50, 50))])  # one seed: the bootstrap over examples alone
-    assert one.seed_points is None and interval(one, set_statistic=False) == pytest.approx(bootstrap_interval(one.replicates))
+    assert one.seed_points is None and interval(one, set_statistic=False) == pytest.approx(
+        bootstrap_interval(one.replicates)
+    )
 
 
 BOUNDED_DRAWS = {  # name: (range, a draw of n seed-level values): skewed towards a bound, or heavy-tailed
@@ -139,7 +146,7 @@ def test_intervals_over_seeds_stay_in_range_and_keep_their_level_on_bounded_and_
     measured with example noise on its range's scale; the target is their population mean. On the
     range's scale (`RangeScale`) every interval lies inside the range and covers the mean in ≥ 93%
     of 600 draws."""
-    from claims.intervals import Estimate, RangeScale, interval, pool
+    from claims.statistics.intervals import Estimate, RangeScale, interval, pool
 
     limits, draw = BOUNDED_DRAWS[name]
     rng = np.random.default_rng(5)
@@ -158,7 +165,7 @@ def test_intervals_over_seeds_stay_in_range_and_keep_their_level_on_bounded_and_
 
 def test_without_its_range_a_t_interval_over_three_seeds_leaves_it():
     """The defect the range's scale removes: ρ_avg near 1 over 3 seeds gives intervals past 1 (the report's ρ 1.01)."""
-    from claims.intervals import Estimate, interval, pool
+    from claims.statistics.intervals import Estimate, interval, pool
 
     pooled = pool([Estimate(v, np.full(100, v)) for v in (0.95, 0.99, 0.999)])
     assert interval(pooled, set_statistic=False)[1] > 1.0
@@ -167,9 +174,14 @@ def test_without_its_range_a_t_interval_over_three_seeds_leaves_it():
 
 
 def test_range_scales_are_inverse_and_increasing():
-    from claims.intervals import RangeScale
+    from claims.statistics.intervals import RangeScale
 
-    for limits, x in (((-1.0, 1.0), [-0.9, 0.0, 0.97]), ((0.0, 1.0), [0.01, 0.5]), ((-np.inf, 100.0), [-50.0, 99.0]), ((0.0, np.inf), [0.1, 8.0])):
+    for limits, x in (
+        ((-1.0, 1.0), [-0.9, 0.0, 0.97]),
+        ((0.0, 1.0), [0.01, 0.5]),
+        ((-np.inf, 100.0), [-50.0, 99.0]),
+        ((0.0, np.inf), [0.1, 8.0]),
+    ):
         scale = RangeScale(limits)
         z = scale.to_z(x)
         assert scale.from_z(z) == pytest.approx(x) and np.all(np.diff(z) > 0)

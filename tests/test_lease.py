@@ -1,5 +1,6 @@
-"""Leases (claims/lease.py): one holder at a time across processes, takeover of dead holders only,
+"""Leases (claims/storage/lease.py): one holder at a time across processes, takeover of dead holders only,
 and results published once."""
+
 from __future__ import annotations
 
 import json
@@ -13,10 +14,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import claims.lease as lease_module
-from claims.lease import Lease
-from claims.store import record_code_files
-from claims.atomic import TMP_PREFIX, atomic_write_bytes
+import claims.storage.lease as lease_module
+from claims.storage.atomic import TMP_PREFIX, atomic_write_bytes
+from claims.storage.lease import Lease
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,8 +24,8 @@ WORKER = textwrap.dedent(
     """
     import os, sys, time
     from pathlib import Path
-    from claims.lease import Lease
-    from claims.atomic import atomic_write_bytes
+    from claims.storage.lease import Lease
+    from claims.storage.atomic import atomic_write_bytes
     directory, keys = Path(sys.argv[1]), int(sys.argv[2])
     log = os.open(directory / "log", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     while not all((directory / f"{k}.out").exists() for k in range(keys)):
@@ -46,10 +46,7 @@ WORKER = textwrap.dedent(
 
 def test_two_processes_compute_each_key_once(tmp_path):
     keys = 40
-    workers = [
-        subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path), str(keys)], cwd=ROOT)
-        for _ in range(2)
-    ]
+    workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path), str(keys)], cwd=ROOT) for _ in range(2)]
     for worker in workers:
         assert worker.wait(timeout=120) == 0
     computed = Counter(line.split()[1] for line in (tmp_path / "log").read_text().splitlines())
@@ -59,16 +56,22 @@ def test_two_processes_compute_each_key_once(tmp_path):
 
 def test_a_sigkilled_holders_lease_is_taken_over_at_once_on_its_host(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import time
             from pathlib import Path
-            from claims.lease import Lease
+            from claims.storage.lease import Lease
             lease = Lease(Path({str(tmp_path)!r}) / "r.lease", timeout=3600)
             assert lease.try_acquire()
             print("held", flush=True)
             time.sleep(3600)
-        """)],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        """),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert holder.stdout.readline().strip() == "held"
     assert not Lease(tmp_path / "r.lease", timeout=3600).try_acquire()  # alive: not taken
@@ -166,10 +169,3 @@ def test_a_result_is_published_once(tmp_path):
     assert atomic_write_bytes(tmp_path / "r.pt", b"third")  # the default replaces
     assert (tmp_path / "r.pt").read_bytes() == b"third"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.pt"]
-
-
-def test_the_record_code_version_hashes_the_engine_not_the_storage():
-    names = {(p.parent.name, p.name) for p in record_code_files()}
-    assert {("lpi_core", "lpi.py"), ("lpi_core", "engine.py"), ("claims", "records.py")} <= names
-    assert not names & {("claims", "lease.py"), ("claims", "locks.py"), ("claims", "atomic.py"), ("claims", "cache.py")}
-    assert not names & {("lpi_core", "labels.py"), ("lpi_core", "routing.py")}  # read-side: labelled arrays, drill-down

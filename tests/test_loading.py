@@ -1,4 +1,5 @@
 """Loading from a local hub-format directory, dtypes, and the errors for bad checkpoints."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
-"""The measurement store (claims/measurement_store.py) on hand-made measurements: lossless, keyed by
+"""The measurement store (claims/records/measurement_store.py) on hand-made measurements: lossless, keyed by
 every input, measured once by concurrent processes, and never half-written."""
+
 from __future__ import annotations
 
 import errno
@@ -11,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import claims.atomic
-import claims.measurement_store
-from claims.atomic import TMP_PREFIX
-from claims.measure import SeriesMeasurements, Trajectory
-from claims.measurement_store import decode, encode, measurement_key, record_identity, stored_or_measured
+import claims.records.measurement_store
+import claims.storage.atomic
+from claims.records.measurement_store import decode, encode, measurement_key, record_identity, stored_or_measured
+from claims.statistics.measure import SeriesMeasurements, Trajectory
+from claims.storage.atomic import TMP_PREFIX
 from tests.helpers import same_measurements as same
 
 
@@ -27,13 +28,30 @@ def tiny_measurements(seed: int = 0) -> SeriesMeasurements:
     drop = per_step()
     drop.replicates[1, 2] = np.nan
     return SeriesMeasurements(
-        family="moe", name="tiny", seed=seed, steps=[1, 2, 3, 4], total_steps=4, chance=0.01,
-        jstab_ffn=pairs(), jstab_attn=pairs(), r_ffn=pairs(), r_attn=pairs(), r_null_ffn=per_step(), r_null_attn=per_step(),
-        ceiling_ffn=Trajectory([1, 2, 3, 4], rng.normal(size=4), np.zeros((0, 4))), ceiling_attn=per_step(),
-        profile_ffn=rng.normal(size=(4, 2)), profile_attn=rng.normal(size=(4, 2)),
-        profile_ffn_reps=rng.normal(size=(5, 4, 2)), profile_attn_reps=rng.normal(size=(5, 4, 2)),
-        hit=per_step(), drops={"top1-head": drop, "held-out/top10-heads": per_step()}, drops_at_1={"random/top1-head": per_step()},
-        units={"ffn": 8, "attn": 4, "heads": 2, "layers": 2}, routed_ffn=[8, 8, 7, 8], onset=None,
+        family="moe",
+        name="tiny",
+        seed=seed,
+        steps=[1, 2, 3, 4],
+        total_steps=4,
+        chance=0.01,
+        jstab_ffn=pairs(),
+        jstab_attn=pairs(),
+        r_ffn=pairs(),
+        r_attn=pairs(),
+        r_null_ffn=per_step(),
+        r_null_attn=per_step(),
+        ceiling_ffn=Trajectory([1, 2, 3, 4], rng.normal(size=4), np.zeros((0, 4))),
+        ceiling_attn=per_step(),
+        profile_ffn=rng.normal(size=(4, 2)),
+        profile_attn=rng.normal(size=(4, 2)),
+        profile_ffn_reps=rng.normal(size=(5, 4, 2)),
+        profile_attn_reps=rng.normal(size=(5, 4, 2)),
+        hit=per_step(),
+        drops={"top1-head": drop, "held-out/top10-heads": per_step()},
+        drops_at_1={"random/top1-head": per_step()},
+        units={"ffn": 8, "attn": 4, "heads": 2, "layers": 2},
+        routed_ffn=[8, 8, 7, 8],
+        onset=None,
     )
 
 
@@ -59,7 +77,7 @@ def test_a_measurement_key_changes_with_every_input(monkeypatch):
     keys.add(measurement_key([["r1", 10, 100], ["r2", 10, 201]], *base[1:]))  # ... or at another time
     keys.add(measurement_key(base[0][::-1], *base[1:]))  # the records' order is the steps'
     keys.add(measurement_key(*base[:5], None))
-    monkeypatch.setattr(claims.measurement_store, "measure_code_version", lambda: "other code")
+    monkeypatch.setattr(claims.records.measurement_store, "measure_code_version", lambda: "other code")
     keys.add(measurement_key(*base))
     assert len(keys) == 12
     monkeypatch.undo()
@@ -108,7 +126,9 @@ class HalfWritten(io.FileIO):
 
 
 def test_a_full_cache_is_measured_from_and_keeps_nothing_half_written(tmp_path, monkeypatch):
-    monkeypatch.setattr(claims.atomic, "open", lambda path, mode="r", *a, **k: HalfWritten(path, "wb"), raising=False)
+    monkeypatch.setattr(
+        claims.storage.atomic, "open", lambda path, mode="r", *a, **k: HalfWritten(path, "wb"), raising=False
+    )
     calls = []
     found = stored_or_measured(tmp_path, "k", lambda: calls.append(1) or tiny_measurements())
     assert same(found, tiny_measurements()) and calls == [1]
@@ -124,7 +144,9 @@ def test_a_damaged_stored_measurement_is_measured_again_and_replaced(tmp_path):
     (tmp_path / "measurements").mkdir()
     (tmp_path / "measurements" / "k.pt").write_bytes(b"not a measurement")
     calls = []
-    assert same(stored_or_measured(tmp_path, "k", lambda: calls.append(1) or tiny_measurements()), tiny_measurements()) and calls == [1]
+    assert same(
+        stored_or_measured(tmp_path, "k", lambda: calls.append(1) or tiny_measurements()), tiny_measurements()
+    ) and calls == [1]
     assert same(decode((tmp_path / "measurements" / "k.pt").read_bytes()), tiny_measurements())
 
 

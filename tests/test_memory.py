@@ -1,5 +1,6 @@
 """Out of GPU memory: the engine retries a layer with smaller chunks, the forward pass with smaller
 batches, and fails with a clear message only at the smallest size (OOM simulated on the CPU)."""
+
 from __future__ import annotations
 
 import pytest
@@ -63,7 +64,10 @@ def test_out_of_memory_at_the_smallest_chunk_names_the_layer(monkeypatch):
         raise torch.cuda.OutOfMemoryError(SIMULATED)
 
     monkeypatch.setattr(modes, "neuron_lpi", no_memory)
-    with pytest.raises(torch.cuda.OutOfMemoryError, match=f"attribution of layer 0: out of GPU memory even with chunks of {MIN_ELEMENTS}"):
+    with pytest.raises(
+        torch.cuda.OutOfMemoryError,
+        match=f"attribution of layer 0: out of GPU memory even with chunks of {MIN_ELEMENTS}",
+    ):
         score_capture(lm.adapter, captured, captured.logits.argmax(-1))
 
 

@@ -1,4 +1,5 @@
 """Metric properties over random inputs (hypothesis)."""
+
 from __future__ import annotations
 
 import math
@@ -30,7 +31,11 @@ def test_jaccard_is_bounded_and_symmetric(a, b):
 
 
 @settings(max_examples=60)
-@given(arrays(np.float32, (3, 40), elements=finite), arrays(np.float32, (3, 40), elements=finite), st.integers(0, 2**31 - 1))
+@given(
+    arrays(np.float32, (3, 40), elements=finite),
+    arrays(np.float32, (3, 40), elements=finite),
+    st.integers(0, 2**31 - 1),
+)
 def test_unit_order_does_not_matter(x, y, seed):
     x, y = torch.from_numpy(x), torch.from_numpy(y)
     perm = torch.randperm(40, generator=torch.Generator().manual_seed(seed))

@@ -1,4 +1,5 @@
 """Metrics against hand-computed values on small known inputs."""
+
 from __future__ import annotations
 
 import math
@@ -16,10 +17,10 @@ from lpi_core.metrics import (
     pearson_rows,
     positive_gain_concentration,
     random_set_jaccard,
+    ranks,
     resample_weights,
     resampled_means,
     rho_avg,
-    ranks,
     sigma_rel,
     spearman,
     top_fraction,
@@ -43,7 +44,10 @@ def test_jaccard_by_hand():
 def test_random_set_control_matches_simulation():
     assert random_set_jaccard(1000) == pytest.approx(10 / 1990)
     generator = torch.Generator().manual_seed(0)
-    sims = [jaccard(torch.randperm(1000, generator=generator)[:10], torch.randperm(1000, generator=generator)[:10]) for _ in range(4000)]
+    sims = [
+        jaccard(torch.randperm(1000, generator=generator)[:10], torch.randperm(1000, generator=generator)[:10])
+        for _ in range(4000)
+    ]
     assert sum(sims) / len(sims) == pytest.approx(random_set_jaccard(1000), rel=0.15)
 
 

@@ -1,4 +1,5 @@
 """The miniature run, built from scratch on the smoke preset: loading, determinism, keying, resume."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,20 +14,26 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from claims.cache import cache_root
-from claims.locks import exclusive
-from fixtures.miniature.build import MiniatureRun, build_all_series, build_miniature, build_series, prepare_miniature, run_directory
-from fixtures.miniature.corpus import object_counts, relation_facts, render_corpus
-from fixtures.miniature.figure import training_figure
-from fixtures.miniature.presets import PRESETS, width_scaled_init
-from fixtures.miniature.train import token_stream
+from claims.fixtures.miniature.build import (
+    MiniatureRun,
+    build_all_series,
+    build_miniature,
+    build_series,
+    prepare_miniature,
+    run_directory,
+)
+from claims.fixtures.miniature.corpus import object_counts, relation_facts, render_corpus
+from claims.fixtures.miniature.figure import training_figure
+from claims.fixtures.miniature.presets import PRESETS, width_scaled_init
+from claims.fixtures.miniature.train import token_stream
+from claims.storage.atomic import TMP_PREFIX
+from claims.storage.cache import cache_root
+from claims.storage.locks import exclusive
 from lpi_core import evaluation_set, hits_at_k
-from claims.atomic import TMP_PREFIX
 from lpi_core.metrics import knowledge_onset
 from lpi_core.tokenization import target_token_ids
 
@@ -54,7 +61,9 @@ def expected_parameters(config, family: str) -> int:
     if family == "dense":  # OLMo's layer norms carry no weights
         return embeddings + layers * (4 * h * h + 3 * h * shape.ffn_dim)
     experts = shape.experts * 3 * h * shape.expert_dim
-    return embeddings + layers * (4 * h * h + 4 * h + shape.experts * h + experts) + h  # norms: input, post, q, k; final
+    return (
+        embeddings + layers * (4 * h * h + 4 * h + shape.experts * h + experts) + h
+    )  # norms: input, post, q, k; final
 
 
 def test_every_checkpoint_loads_through_the_common_loader(smoke):
@@ -76,7 +85,7 @@ def test_preset_shapes_have_olmoes_proportions_at_equal_total_parameters(preset)
     moe, dense = config.moe, config.dense
     assert moe.experts >= 32 and moe.top_k * 8 == moe.experts and moe.active_ffn >= 1.5 * moe.hidden
     assert moe.heads >= 8 and dense.heads >= 8 and 2.5 <= dense.ffn_dim / dense.hidden <= 4
-    for shape in (moe, dense):  # SPEC's sizing rule: top-1% of units
+    for shape in (moe, dense):  # the sizing rule (docs/miniature.md): top-1% of units
         assert round(0.01 * shape.attention_neurons) >= 20 and round(0.01 * shape.ffn_neurons) >= 50
     moe_total, dense_total = expected_parameters(config, "moe"), expected_parameters(config, "dense")
     assert abs(moe_total - dense_total) / dense_total < 0.02
@@ -87,7 +96,9 @@ def test_preset_shapes_have_olmoes_proportions_at_equal_total_parameters(preset)
     early = [s for s in config.checkpoints if s <= 0.15 * steps]
     assert len(early) >= 5 and len(config.checkpoints) - len(early) >= 5
     assert config.zipf_exponent > 0  # facts at skewed frequencies
-    if preset == "large":  # too big to prepare in a test (190 s, 7.5 GB): 50% of its lines were 42.8% of its tokens (README)
+    if (
+        preset == "large"
+    ):  # too big to prepare in a test (190 s, 7.5 GB): 50% of its lines were 42.8% of its tokens (README)
         assert config.corpus_shares[0] <= 0.5
 
 
@@ -115,7 +126,10 @@ def test_build_records_hit_at_10_onset_and_prior_baseline(smoke):
     top1 = hits_at_k(lm, data["prompt"], target_token_ids(lm.tokenizer, data["object"]), k=1)
     assert hit_1[steps[-1]] == pytest.approx(top1.float().mean().item()) and 0 < hit_1[steps[-1]]
     text = [Path(p) for p in smoke.manifest["text_files"]]
-    assert torch.equal(smoke.token_stream(), token_stream(lm.tokenizer, text)) and len(smoke.token_stream()) == smoke.manifest["tokens"]
+    assert (
+        torch.equal(smoke.token_stream(), token_stream(lm.tokenizer, text))
+        and len(smoke.token_stream()) == smoke.manifest["tokens"]
+    )
     assert manifest["chance_hit_at_10"] == pytest.approx(10 / len(lm.tokenizer))
     assert manifest["onset_step"] == knowledge_onset(steps, list(hit.values()), manifest["chance_hit_at_10"])
     assert manifest["total_steps"] == PRESETS["smoke"].train.steps
@@ -123,7 +137,9 @@ def test_build_records_hit_at_10_onset_and_prior_baseline(smoke):
     assert 0.5 < smoke.prior_baseline_hit_at_10 < 1  # six of the twelve relations have at most ten objects
     by_kind = smoke.manifest["tokens_by_kind"]
     assert sum(by_kind.values()) == smoke.manifest["tokens"]
-    assert 0.5 < by_kind["evaluation"] / smoke.manifest["tokens"] < 0.8  # smoke: 80% of the lines, shorter than the rest
+    assert (
+        0.5 < by_kind["evaluation"] / smoke.manifest["tokens"] < 0.8
+    )  # smoke: 80% of the lines, shorter than the rest
 
 
 def test_training_figure_is_written(smoke, tmp_path):
@@ -141,8 +157,12 @@ def test_each_seed_is_its_own_series_with_other_weights(smoke):
     seed1 = build_series(smoke, "moe", seed=1)
     assert smoke.seeds == [0]  # seed 1 has no dense series yet
     assert seed1.seed == 1 and seed1.steps == smoke.series("moe").steps
-    first, other = (load_file(Path(s.checkpoints[0].source) / "model.safetensors") for s in (smoke.series("moe"), seed1))
-    assert first.keys() == other.keys() and not any(torch.equal(first[k], other[k]) for k in first if k.endswith("proj.weight"))
+    first, other = (
+        load_file(Path(s.checkpoints[0].source) / "model.safetensors") for s in (smoke.series("moe"), seed1)
+    )
+    assert first.keys() == other.keys() and not any(
+        torch.equal(first[k], other[k]) for k in first if k.endswith("proj.weight")
+    )
     assert smoke.losses("moe", seed=1) != smoke.losses("moe")
     assert build_series(smoke, "moe", seed=1) == seed1  # built once: the second call only opens it
     with pytest.raises(ValueError, match="seeds are numbered from 0"):
@@ -209,7 +229,10 @@ def test_the_trainer_takes_the_users_own_text(tmp_path):
 
 def test_a_killed_build_resumes_to_the_same_checkpoints(smoke, tmp_path):
     """SIGKILL after the first checkpoint; the rebuild resumes and matches an uninterrupted build bit for bit."""
-    code = f"from fixtures.miniature.build import build_miniature; build_miniature('smoke', cache_dir={str(tmp_path)!r})"
+    code = (
+        "from claims.fixtures.miniature.build import build_miniature; "
+        f"build_miniature('smoke', cache_dir={str(tmp_path)!r})"
+    )
     env = {**os.environ, "TQDM_DISABLE": "1"}
     process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env)
     root = run_directory("smoke", tmp_path)
@@ -236,12 +259,17 @@ def test_two_builders_share_the_series_and_build_each_once(smoke, tmp_path):
         assert build_series(run, "moe", 1, wait=False) is None
     pairs = [(family, seed) for seed in (0, 1) for family in ("moe", "dense")]
     code = (
-        "import sys; from fixtures.miniature.build import build_all_series, prepare_miniature; from fixtures.series import Announcer\n"
+        "import sys; from claims.fixtures.miniature.build import build_all_series, prepare_miniature; "
+        "from claims.fixtures.series import Announcer\n"
         f"pairs = {pairs!r}; shift = int(sys.argv[1])\n"
-        f"build_all_series(prepare_miniature('smoke', {str(tmp_path)!r}), pairs[shift:] + pairs[:shift], announce=Announcer(print))"
+        f"build_all_series(prepare_miniature('smoke', {str(tmp_path)!r}), pairs[shift:] + pairs[:shift], "
+        "announce=Announcer(print))"
     )
     env = {**os.environ, "TQDM_DISABLE": "1"}
-    builders = [subprocess.Popen([sys.executable, "-c", code, str(i)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True) for i in (0, 1)]
+    builders = [
+        subprocess.Popen([sys.executable, "-c", code, str(i)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+        for i in (0, 1)
+    ]
     outputs = [b.communicate(timeout=600)[0] for b in builders]
     assert [b.returncode for b in builders] == [0, 0]
     trained = [[line.split(": training")[0] for line in out.splitlines() if ": training" in line] for out in outputs]
@@ -281,4 +309,3 @@ def test_width_scaled_init_keeps_the_paper_models_input_scale():
     model = AutoModelForCausalLM.from_config(shape.config(256, 64, {}))
     weight = model.model.layers[0].self_attn.q_proj.weight
     assert weight.std().item() == pytest.approx(shape.initializer_range, rel=0.02)
-

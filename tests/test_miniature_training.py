@@ -1,4 +1,5 @@
 """The miniature trainer's parts on hand-made inputs: router z-loss, grouped-matmul experts, prior-only baseline."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,11 +13,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from fixtures.miniature import presets
-from fixtures.miniature.build import MiniatureRun, build_series, prepare_miniature, preset_config, run_directory
-from fixtures.miniature.presets import DenseShape, MoeShape
-from fixtures.miniature.prior import prior_hits, prior_top_k
-from fixtures.miniature.train import TrainConfig, native_bfloat16, router_z_loss, train
+from claims.fixtures.miniature import presets
+from claims.fixtures.miniature.build import MiniatureRun, build_series, prepare_miniature, preset_config, run_directory
+from claims.fixtures.miniature.presets import DenseShape, MoeShape
+from claims.fixtures.miniature.prior import prior_hits, prior_top_k
+from claims.fixtures.miniature.train import TrainConfig, native_bfloat16, router_z_loss, train
 
 SPECIAL = dict(bos_token_id=0, eos_token_id=0, pad_token_id=1)
 
@@ -111,7 +112,9 @@ def test_bfloat16_kernels_are_reported_where_the_cpu_has_avx512_as_onednn_needs(
         pytest.skip("reads the x86 CPU flags from /proc/cpuinfo")
     if "ONEDNN_MAX_CPU_ISA" in os.environ:
         pytest.skip("ONEDNN_MAX_CPU_ISA caps what oneDNN uses below what the CPU has")
-    flags = set(next(line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")).split(":", 1)[1].split())
+    flags = set(
+        next(line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")).split(":", 1)[1].split()
+    )
     if {"avx512bw", "avx512vl", "avx512dq"} <= flags:
         assert native_bfloat16()
     elif not flags & {"avx_ne_convert", "amx_bf16"}:  # AVX2 only (AVX-NE-CONVERT CPUs may have kernels of their own)
@@ -140,7 +143,11 @@ def test_an_unknown_training_device_is_refused_by_name():
     [
         ("default", {"mixed_precision": "bfloat16"}, "bfloat16 mixed precision"),
         ("default", {"mixed_precision": "bfloat16", "device": "cuda"}, "bfloat16 mixed precision on a CUDA GPU"),
-        ("default", {"mixed_precision": None}, "float32 (not the preset's bfloat16 mixed precision: the training device has no bfloat16 kernels)"),
+        (
+            "default",
+            {"mixed_precision": None},
+            "float32 (not the preset's bfloat16 mixed precision: the training device has no bfloat16 kernels)",
+        ),
         ("smoke", {"mixed_precision": None, "device": "cpu"}, "float32"),
     ],
 )

@@ -1,5 +1,6 @@
 """The original OLMo format (allenai/OLMo-7B's revisions) converted on load into transformers'
 OlmoForCausalLM: logits against ai2-olmo's own forward pass, the hub path, and what is refused."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fixtures.offline_hub import original_state_dict, write_original_olmo
+from claims.fixtures.offline_hub import original_state_dict, write_original_olmo
 from lpi_core import CheckpointError, attribute, load_model
 from lpi_core.olmo_original import load_original_olmo, olmo_config, olmo_state_dict, read_state_dict
 from tests.helpers import facts, tiny_lm
@@ -42,7 +43,11 @@ def test_swapping_up_and_gate_would_be_caught():
 
 def test_load_model_detects_the_format_and_the_engine_runs_on_it():
     lm = load_model(FIXTURE)
-    assert lm.adapter.family == "olmo" and lm.model.config.intermediate_size == 88 and not lm.model.config.tie_word_embeddings
+    assert (
+        lm.adapter.family == "olmo"
+        and lm.model.config.intermediate_size == 88
+        and not lm.model.config.tie_word_embeddings
+    )
     prompts, answers = facts(6)
     att = attribute(lm, prompts, targets=answers)
     assert att.ffn.shape == (2, 1, 88) and att.attn.shape == (2, 4, 8) and att.ffn.abs().max() > 0
@@ -77,7 +82,10 @@ def test_tied_embeddings_give_the_head_the_embedding():
     assert converted["lm_head.weight"] is weights["model.transformer.wte.weight"]
 
 
-@pytest.mark.parametrize("setting, value", [("scale_logits", True), ("layer_norm_with_affine", True), ("include_bias", True), ("alibi", True)])
+@pytest.mark.parametrize(
+    "setting, value",
+    [("scale_logits", True), ("layer_norm_with_affine", True), ("include_bias", True), ("alibi", True)],
+)
 def test_settings_transformers_cannot_express_are_refused_by_name(tmp_path, setting, value):
     shutil.copytree(FIXTURE, tmp_path / "m")
     config = json.loads((tmp_path / "m" / "config.json").read_text()) | {setting: value}

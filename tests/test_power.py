@@ -1,14 +1,15 @@
 """What an inconclusive check needs (seeds to decide), the p-value the verdict rule implies, and Holm over a run."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from scipy.stats import t as student_t
 
-from claims.evaluate import CheckResult, ClaimResult
-from claims.intervals import Estimate, interval, one_sided_p, seeds_needed
-from claims.multiplicity import adjust, holm
-from claims.verdicts import INCONCLUSIVE, NOT_MEASURED, NOT_REPLICATED, REPLICATED, verdict
+from claims.catalogue.evaluate import CheckResult, ClaimResult
+from claims.catalogue.multiplicity import adjust, holm
+from claims.statistics.intervals import Estimate, interval, one_sided_p, seeds_needed
+from claims.statistics.verdicts import INCONCLUSIVE, NOT_MEASURED, NOT_REPLICATED, REPLICATED, verdict
 
 
 def _estimate(point: float, replicates, seed_points=None) -> Estimate:
@@ -22,7 +23,9 @@ def test_seeds_needed_where_the_seed_spread_sets_the_width():
     estimate = _estimate(1.0, np.full(1000, 1.0), [0.0, 1.0, 2.0])
     assert verdict(">", 0.0, interval(estimate, False)) == INCONCLUSIVE
     assert seeds_needed(estimate, False, 0.0) == 7
-    assert seeds_needed(_estimate(-1.0, np.full(1000, -1.0), [-2.0, -1.0, 0.0]), False, 0.0) == 7  # the other side alike
+    assert (
+        seeds_needed(_estimate(-1.0, np.full(1000, -1.0), [-2.0, -1.0, 0.0]), False, 0.0) == 7
+    )  # the other side alike
 
 
 def test_seeds_needed_where_the_examples_set_the_width():
@@ -74,20 +77,47 @@ def test_holm_by_hand():
 
 def _check(p: float | None, p_opposite: float | None, outcome: str) -> CheckResult:
     return CheckResult(
-        label="q", side="moe", paper="", source="", op=">", threshold=0.0, value=0.0, interval=(0.0, 0.0), verdict=outcome,
-        checkpoints={}, method="", magnitudes={}, shown="", threshold_shown="", p_value=p, p_value_opposite=p_opposite,
+        label="q",
+        side="moe",
+        paper="",
+        source="",
+        op=">",
+        threshold=0.0,
+        value=0.0,
+        interval=(0.0, 0.0),
+        verdict=outcome,
+        checkpoints={},
+        method="",
+        magnitudes={},
+        shown="",
+        threshold_shown="",
+        p_value=p,
+        p_value_opposite=p_opposite,
     )
 
 
 def test_holm_verdicts_over_a_run():
-    checks = [_check(0.001, 0.999, REPLICATED), _check(0.02, 0.98, REPLICATED), _check(0.999, 0.001, NOT_REPLICATED), _check(None, None, NOT_MEASURED)]
-    results = [ClaimResult("a", "moe", "", checks[:2], REPLICATED, {}, [0]), ClaimResult("b", "moe", "", checks[2:], NOT_REPLICATED, {}, [0])]
+    checks = [
+        _check(0.001, 0.999, REPLICATED),
+        _check(0.02, 0.98, REPLICATED),
+        _check(0.999, 0.001, NOT_REPLICATED),
+        _check(None, None, NOT_MEASURED),
+    ]
+    results = [
+        ClaimResult("a", "moe", "", checks[:2], REPLICATED, {}, [0]),
+        ClaimResult("b", "moe", "", checks[2:], NOT_REPLICATED, {}, [0]),
+    ]
     summary = adjust(results)
     # claimed side: 3 defined, 0.001·3 = 0.003 < 0.025, 0.02·2 = 0.04 > 0.025; opposite side: 0.001·3 = 0.003
     assert [c.holm_verdict for c in checks] == [REPLICATED, INCONCLUSIVE, NOT_REPLICATED, NOT_MEASURED]
     assert checks[1].holm_p == pytest.approx(0.04)
     assert [r.holm_verdict for r in results] == [INCONCLUSIVE, NOT_REPLICATED]
     assert summary == {
-        "checks": 3, "alpha_one_sided": 0.025, "expected_false_replications": pytest.approx(0.075),
-        "replicated": 2, "replicated_holm": 1, "not_replicated": 1, "not_replicated_holm": 1,
+        "checks": 3,
+        "alpha_one_sided": 0.025,
+        "expected_false_replications": pytest.approx(0.075),
+        "replicated": 2,
+        "replicated_holm": 1,
+        "not_replicated": 1,
+        "not_replicated_holm": 1,
     }

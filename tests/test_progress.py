@@ -1,11 +1,12 @@
 """Progress: a tqdm bar shown as lines (a refresh per interval), and what -q and -qq keep."""
+
 import time
 from types import SimpleNamespace
 
 import pytest
 
-from claims.progress import LineAnnouncer, StderrAnnouncer, WorkerProgress, bar_seconds, verbosity
-from fixtures.series import silent
+from claims.fixtures.series import silent
+from claims.running.progress import LineAnnouncer, StderrAnnouncer, WorkerProgress, bar_seconds, verbosity
 from lpi_core.bars import progress_bar
 
 
@@ -49,7 +50,9 @@ def test_bars_are_hidden_when_asked_and_short_steps_show_none(monkeypatch):
     assert list(silent.bar(range(3))) == [0, 1, 2]
 
 
-@pytest.mark.parametrize("verbose, shown", [(1, (True, True)), (0, (True, True)), (-1, (True, False)), (-2, (False, False))])
+@pytest.mark.parametrize(
+    "verbose, shown", [(1, (True, True)), (0, (True, True)), (-1, (True, False)), (-2, (False, False))]
+)
 def test_q_keeps_the_start_and_end_lines_and_qq_shows_nothing(verbose, shown, tmp_path):
     config = SimpleNamespace(option=SimpleNamespace(verbose=verbose))
     assert verbosity(config) == shown

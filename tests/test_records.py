@@ -1,10 +1,11 @@
 """The record store: cache keying, incompatible entries, and exactly-once computation across processes."""
+
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import multiprocessing
 import json
+import multiprocessing
 import time
 from pathlib import Path
 
@@ -12,13 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from claims import ablations, records, store as store_module
-from claims.records import Data, NonFiniteScoresError, RunOptions
-from claims.store import RecordStore, record_key
+from claims.fixtures.series import Checkpoint
+from claims.records import ablations
+from claims.records import compute as record_code
+from claims.records import store as store_module
+from claims.records.compute import Data, NonFiniteScoresError, RunOptions
+from claims.records.store import RecordStore, record_key
+from claims.storage.locks import exclusive
 from lpi_core import attribute
 from lpi_core.metrics import complement_means, split_half_weights
-from fixtures.series import Checkpoint
-from claims.locks import exclusive
 from tests.helpers import facts, tiny_lm
 
 DATA = Data(["The capital of France is the city of"], ["Paris"])
@@ -28,7 +31,10 @@ CHECKPOINTS = [Checkpoint(step=s, source=f"/models/x/step{s}") for s in (1, 2, 3
 
 def fake_record(checkpoint, data, options) -> dict:
     time.sleep(0.2)
-    return {"ffn": torch.full((2, 3), float(checkpoint.step)), "meta": {"format": records.RECORD_FORMAT, "step": checkpoint.step}}
+    return {
+        "ffn": torch.full((2, 3), float(checkpoint.step)),
+        "meta": {"format": record_code.RECORD_FORMAT, "step": checkpoint.step},
+    }
 
 
 def test_key_changes_with_data_options_revision_and_code(monkeypatch):
@@ -50,9 +56,13 @@ def test_key_changes_with_data_options_revision_and_code(monkeypatch):
 
 
 def test_a_checkpoint_inside_the_cache_is_keyed_by_its_path_relative_to_it(tmp_path, monkeypatch):
-    inside = [Checkpoint(10, str(tmp_path / cache / "miniature" / "run" / "moe" / "seed0" / "step10")) for cache in ("a", "b")]
+    inside = [
+        Checkpoint(10, str(tmp_path / cache / "miniature" / "run" / "moe" / "seed0" / "step10")) for cache in ("a", "b")
+    ]
     assert record_key(inside[0], DATA, OPTIONS, tmp_path / "a") == record_key(inside[1], DATA, OPTIONS, tmp_path / "b")
-    assert record_key(inside[0], DATA, OPTIONS) != record_key(inside[1], DATA, OPTIONS)  # without the cache: the full path
+    assert record_key(inside[0], DATA, OPTIONS) != record_key(
+        inside[1], DATA, OPTIONS
+    )  # without the cache: the full path
     monkeypatch.chdir(tmp_path)  # a cache given as a relative path (--cache-dir a)
     relative = Checkpoint(10, str(Path("a") / "miniature" / "run" / "moe" / "seed0" / "step10"))
     assert record_key(relative, DATA, OPTIONS, Path("a")) == record_key(inside[0], DATA, OPTIONS, tmp_path / "a")
@@ -67,7 +77,7 @@ def test_incompatible_or_damaged_entries_are_recomputed(tmp_path):
     calls = []
     compute = lambda c, d, o: calls.append(c.step) or fake_record(c, d, o)  # noqa: E731
     assert store.ensure(CHECKPOINTS[:1], DATA, OPTIONS, compute=compute)[1]["ffn"][0, 0] == 1.0
-    old = {"ffn": torch.zeros(1), "meta": {"format": records.RECORD_FORMAT - 1}}
+    old = {"ffn": torch.zeros(1), "meta": {"format": record_code.RECORD_FORMAT - 1}}
     torch.save(old, store.path(key))
     store.ensure(CHECKPOINTS[:1], DATA, OPTIONS, compute=compute)
     assert calls == [1, 1]
@@ -116,13 +126,29 @@ def test_concurrent_workers_compute_each_checkpoint_once(tmp_path):
     for key, digest, _ in log:
         assert hashlib.sha256(store.path(key).read_bytes()).hexdigest() == digest
     assert sorted(p.name for p in store.directory.iterdir()) == sorted(["computed.log", *(f"{k}.pt" for k in keys)])
-    assert len({pid for *_, pid in (line.split("\t") for line in (tmp_path / "records" / "computed.log").read_text().splitlines())}) >= 2
+    assert (
+        len(
+            {
+                pid
+                for *_, pid in (
+                    line.split("\t") for line in (tmp_path / "records" / "computed.log").read_text().splitlines()
+                )
+            }
+        )
+        >= 2
+    )
 
 
 @pytest.mark.parametrize(
     "value, message",
     [
-        (float("nan"), r"ffn, attn, heads, ffn_layer, attn_layer in layers \[0, 1\].*weights hold non-finite values \(model.layers.1.mlp.down_proj.weight\)"),
+        (
+            float("nan"),
+            (
+                r"ffn, attn, heads, ffn_layer, attn_layer in layers \[0, 1\].*"
+                r"weights hold non-finite values \(model.layers.1.mlp.down_proj.weight\)"
+            ),
+        ),
         (1e38, r"ffn.* in layers \[.*weights are finite, so its torch.float32 activations overflowed"),
     ],
 )
@@ -159,9 +185,13 @@ def test_compute_one_missing_takes_the_first_record_neither_stored_nor_leased_an
     other = RecordStore(tmp_path).lease(record_key(CHECKPOINTS[1], DATA, OPTIONS, tmp_path))
     assert other.try_acquire()  # another worker computes step 2
     assert store.compute_one_missing(CHECKPOINTS[:3], DATA, OPTIONS, compute=fake_record)
-    assert [line[0] for line in store.computed_log()] == [record_key(c, DATA, OPTIONS, tmp_path) for c in (CHECKPOINTS[0], CHECKPOINTS[2])]
+    assert [line[0] for line in store.computed_log()] == [
+        record_key(c, DATA, OPTIONS, tmp_path) for c in (CHECKPOINTS[0], CHECKPOINTS[2])
+    ]
     started = time.time()
-    assert not store.compute_one_missing(CHECKPOINTS[:3], DATA, OPTIONS, compute=fake_record)  # only the leased one is left
+    assert not store.compute_one_missing(
+        CHECKPOINTS[:3], DATA, OPTIONS, compute=fake_record
+    )  # only the leased one is left
     assert time.time() - started < 0.2  # no waiting on the other worker (a computation takes 0.2 s)
     other.release()
     assert store.compute_one_missing(CHECKPOINTS[:3], DATA, OPTIONS, compute=fake_record)
@@ -172,7 +202,7 @@ def test_unit_scores_are_the_means_over_all_examples_each_resample_and_each_spli
     x = torch.tensor([[1.0, 2.0], [10.0, 20.0], [3.0, 4.0], [30.0, 40.0], [5.0, 6.0]])
     counts = torch.tensor([[5.0, 0, 0, 0, 0], [1, 1, 1, 1, 1]])
     splits = torch.tensor([[1.0, 1, 0, 0, 0], [0, 0, 1, 0, 1]])
-    out = records.unit_scores("ffn", x, counts, splits)
+    out = record_code.unit_scores("ffn", x, counts, splits)
     torch.testing.assert_close(out["ffn"], torch.tensor([49.0 / 5, 72.0 / 5]))
     torch.testing.assert_close(out["boot_ffn"], torch.tensor([[1.0, 2.0], [49.0 / 5, 72.0 / 5]]))
     torch.testing.assert_close(out["split_ffn"], torch.tensor([[5.5, 11.0], [4.0, 5.0]]))  # half A: 2 of 5
@@ -199,12 +229,14 @@ def test_mean_abs_reading_stores_the_mean_of_the_absolute_scores_and_ranks_ablat
     lm.model.save_pretrained(tmp_path / "m")
     lm.tokenizer.save_pretrained(tmp_path / "m")
     data = Data(*facts(6))
-    record = records.compute_record(Checkpoint(step=1, source=str(tmp_path / "m")), data, options, progress=False)
+    record = record_code.compute_record(Checkpoint(step=1, source=str(tmp_path / "m")), data, options, progress=False)
     per_example = attribute(lm, data.prompts, targets=data.answers, reduce="none")
     layers = per_example.ffn.shape[1]
     mean_abs = per_example.ffn.abs().mean(0).reshape(layers, -1)
     torch.testing.assert_close(record["st_ffn"], mean_abs, atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(record["ffn"], per_example.ffn.mean(0).reshape(layers, -1), atol=1e-6, rtol=1e-5)  # signed: R_t
+    torch.testing.assert_close(
+        record["ffn"], per_example.ffn.mean(0).reshape(layers, -1), atol=1e-6, rtol=1e-5
+    )  # signed: R_t
     assert record["split_st_ffn"].shape == (10, *mean_abs.shape) and record["boot_st_attn"].shape[0] == 10
     assert record["meta"]["precision"] == {"forward": "float32", "attribution": "float32"}
     assert record["meta"]["lpi_kernel"] in ("fused", "materialised")
@@ -213,20 +245,32 @@ def test_mean_abs_reading_stores_the_mean_of_the_absolute_scores_and_ranks_ablat
     top = mean_abs.reshape(-1).argsort(descending=True)[: round(0.01 * mean_abs.numel())]
     expected = {(int(i) // (experts * ffn_dim), int(i) // ffn_dim % experts, int(i) % ffn_dim) for i in top}
     masks, target_ranks = [], ablations.target_ranks
-    monkeypatch.setattr(ablations, "target_ranks", lambda lm, p, a, batch_size, **mask: masks.append(mask) or target_ranks(lm, p, a, batch_size=batch_size, **mask))
-    records.compute_record(Checkpoint(step=1, source=str(tmp_path / "m")), data, options, progress=False)
+    monkeypatch.setattr(
+        ablations,
+        "target_ranks",
+        lambda lm, p, a, batch_size, **mask: (
+            masks.append(mask) or target_ranks(lm, p, a, batch_size=batch_size, **mask)
+        ),
+    )
+    record_code.compute_record(Checkpoint(step=1, source=str(tmp_path / "m")), data, options, progress=False)
     assert set(next(m for m in masks if "mask_ffn" in m)["mask_ffn"]) == expected  # the in-sample set comes first
-    plain = records.compute_record(Checkpoint(step=1, source=str(tmp_path / "m")), data, RunOptions(examples=6, bootstrap=10), progress=False)
+    plain = record_code.compute_record(
+        Checkpoint(step=1, source=str(tmp_path / "m")), data, RunOptions(examples=6, bootstrap=10), progress=False
+    )
     assert "st_ffn" not in plain
 
 
 def test_a_record_whose_lease_a_dead_remote_holder_left_is_computed_after_the_timeout(tmp_path):
     store = RecordStore(tmp_path, lease_timeout=0.5)
     key = record_key(CHECKPOINTS[0], DATA, OPTIONS, tmp_path)
-    (store.directory / f"{key}.lease").write_text(json.dumps({"host": "another-node", "pid": 1, "token": "gone", "created": 0}))
+    (store.directory / f"{key}.lease").write_text(
+        json.dumps({"host": "another-node", "pid": 1, "token": "gone", "created": 0})
+    )
     started = time.monotonic()
     found = store.ensure(CHECKPOINTS[:1], DATA, OPTIONS, compute=fake_record, poll_seconds=0.05)
-    assert found[1]["ffn"][0, 0] == 1.0 and time.monotonic() - started >= 0.5  # taken over once unchanged for the timeout
+    assert (
+        found[1]["ffn"][0, 0] == 1.0 and time.monotonic() - started >= 0.5
+    )  # taken over once unchanged for the timeout
     assert not list(store.directory.glob("*.lease"))
 
 
@@ -234,6 +278,8 @@ def test_a_lease_left_beside_a_stored_record_is_removed(tmp_path):
     store = RecordStore(tmp_path)
     store.ensure(CHECKPOINTS[:1], DATA, OPTIONS, compute=fake_record)
     key = record_key(CHECKPOINTS[0], DATA, OPTIONS, tmp_path)
-    (store.directory / f"{key}.lease").write_text(json.dumps({"host": "x", "pid": 1, "token": "killed after publishing", "created": 0}))
+    (store.directory / f"{key}.lease").write_text(
+        json.dumps({"host": "x", "pid": 1, "token": "killed after publishing", "created": 0})
+    )
     assert store.ensure(CHECKPOINTS[:1], DATA, OPTIONS, compute=fake_record)[1]["ffn"][0, 0] == 1.0
     assert not list(store.directory.glob("*.lease"))

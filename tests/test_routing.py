@@ -1,4 +1,5 @@
 """Routing frequency (lpi_core/routing.py) against the router run by hand on each unpadded prompt."""
+
 from __future__ import annotations
 
 import pytest
@@ -18,7 +19,10 @@ def test_routing_frequency_counts_each_real_tokens_top_k_experts():
     tokens = 0
     for ids in encode_prompts(lm.tokenizer, prompts):
         chosen = {}
-        hooks = [adapter.router(l).register_forward_hook(lambda m, i, o, l=l: chosen.__setitem__(l, o[2])) for l in range(adapter.num_layers)]
+        hooks = [
+            adapter.router(l).register_forward_hook(lambda m, i, o, l=l: chosen.__setitem__(l, o[2]))
+            for l in range(adapter.num_layers)
+        ]
         with torch.no_grad():
             lm.model(input_ids=torch.tensor([ids]))
         for h in hooks:
@@ -28,7 +32,9 @@ def test_routing_frequency_counts_each_real_tokens_top_k_experts():
                 by_hand[layer, expert] += 1
         tokens += len(ids)
     torch.testing.assert_close(frequency, by_hand / tokens)
-    torch.testing.assert_close(frequency.sum(1), torch.full((adapter.num_layers,), float(lm.model.config.num_experts_per_tok)))
+    torch.testing.assert_close(
+        frequency.sum(1), torch.full((adapter.num_layers,), float(lm.model.config.num_experts_per_tok))
+    )
 
 
 def test_a_dense_model_has_no_routing():

@@ -1,5 +1,6 @@
-"""Hub revisions streamed within a disk budget (claims/streaming.py), on the hub cache's own layout
+"""Hub revisions streamed within a disk budget (claims/records/streaming.py), on the hub cache's own layout
 (blobs, snapshots of symlinks, refs) with a stand-in for the download."""
+
 from __future__ import annotations
 
 import hashlib
@@ -10,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from claims.streaming import DiskBudgetError, HubStream, parse_size, stream_records
-from claims.suite import SuiteConfig, SuiteOptionError
-from fixtures.series import Checkpoint
+from claims.fixtures.series import Checkpoint
+from claims.records.streaming import DiskBudgetError, HubStream, parse_size, stream_records
+from claims.running.suite import SuiteConfig, SuiteOptionError
 from tests.helpers import tiny_lm
 
 REPO = "allenai/OLMoE-1B-7B-0924"
@@ -60,13 +61,17 @@ class Remote:
 def setup(tmp_path):
     hub = tmp_path / "hub"
     remote = Remote(tmp_path / "remote", hub)
-    checkpoints = [Checkpoint(10_000 * (i + 1), REPO, b, hub_cache=str(hub), offline=True) for i, b in enumerate(BRANCHES)]
+    checkpoints = [
+        Checkpoint(10_000 * (i + 1), REPO, b, hub_cache=str(hub), offline=True) for i, b in enumerate(BRANCHES)
+    ]
     remote.download(checkpoints[1])  # the user had this revision before the run
     remote.downloads.clear()
     return remote, hub, checkpoints
 
 
-def run(remote: Remote, hub: Path, checkpoints, budget: int, fail_at: int | None = None, ledger: Path | None = None) -> tuple[HubStream, dict]:
+def run(
+    remote: Remote, hub: Path, checkpoints, budget: int, fail_at: int | None = None, ledger: Path | None = None
+) -> tuple[HubStream, dict]:
     stream = HubStream(budget, hub_cache=hub, download=remote.download, size=remote.size, ledger=ledger)
     before = disk_use(hub)
     records: dict[int, float] = {}
@@ -118,7 +123,9 @@ def test_a_revision_is_never_removed_before_its_record_is_stored(setup):
     snapshots = hub / f"models--{REPO.replace('/', '--')}" / "snapshots"
     kept = {hashlib.sha1(b.encode()).hexdigest() for b in BRANCHES[1:3]}  # the user's, and the failed record's
     assert kept <= {p.name for p in snapshots.iterdir()}
-    assert hashlib.sha1(BRANCHES[0].encode()).hexdigest() not in {p.name for p in snapshots.iterdir()}  # stored: removed
+    assert hashlib.sha1(BRANCHES[0].encode()).hexdigest() not in {
+        p.name for p in snapshots.iterdir()
+    }  # stored: removed
 
 
 def test_a_revision_larger_than_the_budget_is_named(setup):
@@ -152,7 +159,9 @@ def test_a_record_another_worker_stored_meanwhile_is_not_computed_and_its_downlo
     stream_records(checkpoints, stream, has_record=lambda c: c.step in records, compute=compute)
     assert computed == [10_000, 20_000, 40_000]
     snapshots = hub / f"models--{REPO.replace('/', '--')}" / "snapshots"
-    assert {p.name for p in snapshots.iterdir()} == {hashlib.sha1(BRANCHES[1].encode()).hexdigest()} and stream.ours == {}
+    assert {p.name for p in snapshots.iterdir()} == {
+        hashlib.sha1(BRANCHES[1].encode()).hexdigest()
+    } and stream.ours == {}
 
 
 def test_revisions_an_interrupted_run_left_are_removed_by_the_next_run_never_the_users(setup, tmp_path):

@@ -1,5 +1,6 @@
 """On a model trained for a few seconds on the facts: HIT@10 moves, and the heads Gated-LPI ranks
 highest matter more to HIT@10 than random heads do."""
+
 from __future__ import annotations
 
 import random
@@ -39,8 +40,14 @@ def trained():
     tok = tokenizer()
     torch.manual_seed(0)
     config = OlmoConfig(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=8,
-        max_position_embeddings=64, pad_token_id=tok.pad_token_id, bos_token_id=tok.eos_token_id,
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=8,
+        max_position_embeddings=64,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.eos_token_id,
         eos_token_id=tok.eos_token_id,
     )
     lm = wrap_model(AutoModelForCausalLM.from_config(config), tok)

@@ -1,21 +1,39 @@
 """Verdicts: the rule on hand-made intervals, then calibration on synthetic series with a planted truth
 (no training): records are built from planted per-example scores and go through the claims layer."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from claims.catalogue import claim_by_id
-from claims.evaluate import evaluate
-from claims.intervals import Estimate, draws, pool
-from claims.measure import measure_series
-from claims.ablations import HIT_KEYS
-from claims.verdicts import INCONCLUSIVE, NOT_MEASURED, NOT_REPLICATED, NOT_TESTABLE, REPLICATED, combine, verdict
-from claims.windows import miniature_scale, shared_scales
+from claims.catalogue.evaluate import evaluate
+from claims.catalogue.paper import claim_by_id
+from claims.records.ablations import HIT_KEYS
+from claims.statistics.intervals import Estimate, draws, pool
+from claims.statistics.measure import measure_series
+from claims.statistics.verdicts import (
+    INCONCLUSIVE,
+    NOT_MEASURED,
+    NOT_REPLICATED,
+    NOT_TESTABLE,
+    REPLICATED,
+    combine,
+    verdict,
+)
+from claims.statistics.windows import miniature_scale, shared_scales
 from lpi_core.metrics import resample_weights, split_half_weights, topk_jaccard
 
-STEPS = [10, 20, 25, 30, 40, 50, 60, 100]  # onset 20 (HIT@10 0 at step 10): 20 → 10K, 25 → 84K, 30 → 159K, 60 → 605K, 100 → 1.2M
+STEPS = [
+    10,
+    20,
+    25,
+    30,
+    40,
+    50,
+    60,
+    100,
+]  # onset 20 (HIT@10 0 at step 10): 20 → 10K, 25 → 84K, 30 → 159K, 60 → 605K, 100 → 1.2M
 LAYERS, UNITS, EXAMPLES, RESAMPLES, VOCAB = 4, 1000, 40, 100, 1000  # top-1% of the FFN units: 40
 ATTN_UNITS = 100
 RECORDS: dict[str, dict[int, dict]] = {}  # the last synthetic records built per family
@@ -102,11 +120,19 @@ def _record(ffn: np.ndarray, hit: float, profile: np.ndarray, counts: np.ndarray
     layer_mean, layer_boot = torch.from_numpy(layer.mean(0)), _means(layer, counts)
     attn = slice(0, ATTN_UNITS)  # attention: the first units' scores (no check here reads them)
     return {
-        "ffn": mean, "attn": mean[..., attn], "heads": torch.zeros(LAYERS, 2),
-        "ffn_layer": layer_mean, "attn_layer": layer_mean,
-        "boot_ffn": boot, "boot_attn": boot[..., attn], "boot_ffn_layer": layer_boot, "boot_attn_layer": layer_boot,
-        "split_ffn": halves, "split_attn": halves[..., attn],
-        "hits": {k: hits.clone() for k in HIT_KEYS}, "hits_at_1": {k: hits.clone() for k in HIT_KEYS},
+        "ffn": mean,
+        "attn": mean[..., attn],
+        "heads": torch.zeros(LAYERS, 2),
+        "ffn_layer": layer_mean,
+        "attn_layer": layer_mean,
+        "boot_ffn": boot,
+        "boot_attn": boot[..., attn],
+        "boot_ffn_layer": layer_boot,
+        "boot_attn_layer": layer_boot,
+        "split_ffn": halves,
+        "split_attn": halves[..., attn],
+        "hits": {k: hits.clone() for k in HIT_KEYS},
+        "hits_at_1": {k: hits.clone() for k in HIT_KEYS},
         "meta": {"vocab": VOCAB},
     }
 
@@ -120,11 +146,23 @@ def _population(rng: np.random.Generator, stable: bool) -> list[np.ndarray]:
     return out
 
 
-def _series(family: str, population: list[np.ndarray], rng: np.random.Generator, profile: np.ndarray | None = None, noise: float = 1.0):
+def _series(
+    family: str,
+    population: list[np.ndarray],
+    rng: np.random.Generator,
+    profile: np.ndarray | None = None,
+    noise: float = 1.0,
+):
     counts = resample_weights(EXAMPLES, RESAMPLES).double().numpy()
     profile = np.linspace(1, 2, LAYERS) if profile is None else profile
     records = {
-        step: _record(mean + noise * rng.normal(size=(EXAMPLES, LAYERS, UNITS)), 0.0 if step == STEPS[0] else 0.8, profile, counts, rng)
+        step: _record(
+            mean + noise * rng.normal(size=(EXAMPLES, LAYERS, UNITS)),
+            0.0 if step == STEPS[0] else 0.8,
+            profile,
+            counts,
+            rng,
+        )
         for step, mean in zip(STEPS, population)
     }
     RECORDS[family] = records
@@ -134,7 +172,9 @@ def _series(family: str, population: list[np.ndarray], rng: np.random.Generator,
 def _contrast(moe, dense, claim: str = "ffn-stability-late"):
     measured = {"moe": moe, "dense": dense}
     scales = shared_scales(
-        {f: {0: m[0].onset} for f, m in measured.items()}, {f: {0: STEPS} for f in measured}, {f: STEPS[-1] for f in measured}
+        {f: {0: m[0].onset} for f, m in measured.items()},
+        {f: {0: STEPS} for f in measured},
+        {f: STEPS[-1] for f in measured},
     )
     return evaluate(claim_by_id(claim), "contrast", measured, scales)
 
@@ -147,8 +187,13 @@ def test_planted_more_stable_moe_replicates_and_the_reverse_does_not():
     assert planted.verdict == REPLICATED, planted.message()
     check = planted.checks[0]
     assert check.interval[0] > 0 and check.checkpoints == {"moe": [30, 40, 50, 60], "dense": [30, 40, 50, 60]}
-    for family, series in (("moe", moe), ("dense", dense)):
-        expected = np.mean([topk_jaccard(RECORDS[family][a]["ffn"], RECORDS[family][b]["ffn"]) for a, b in ((30, 40), (40, 50), (50, 60))])
+    for family in ("moe", "dense"):
+        expected = np.mean(
+            [
+                topk_jaccard(RECORDS[family][a]["ffn"], RECORDS[family][b]["ffn"])
+                for a, b in ((30, 40), (40, 50), (50, 60))
+            ]
+        )
         assert check.magnitudes[family]["value"] == pytest.approx(expected)
     assert check.value == pytest.approx(check.magnitudes["moe"]["value"] - check.magnitudes["dense"]["value"])
     reversed_ = _contrast(_series("moe", churning, rng), _series("dense", stable, rng))
@@ -202,7 +247,9 @@ def test_a_window_without_post_onset_checkpoints_is_not_testable():
 
 def test_both_families_share_the_later_onset():
     steps = [10, 20, 40, 70, 100]
-    scales = shared_scales({"moe": {0: 20}, "dense": {0: 40}}, {"moe": {0: steps}, "dense": {0: steps}}, {"moe": 100, "dense": 100})
+    scales = shared_scales(
+        {"moe": {0: 20}, "dense": {0: 40}}, {"moe": {0: steps}, "dense": {0: steps}}, {"moe": 100, "dense": 100}
+    )
     for family in ("moe", "dense"):
         scale = scales[(family, 0)]
         assert scale.onset == 40 and scale.usable == [40, 70, 100] and scale.paper_step(20) is None
@@ -220,11 +267,14 @@ def test_each_seeds_controls_are_over_its_own_usable_checkpoints():
     the mean over those on its own paper scale (not its checkpoints before that seed's onset)."""
     from dataclasses import replace
 
-    from claims.evaluate import controls
+    from claims.catalogue.evaluate import controls
 
     rng = np.random.default_rng(5)
     first = _series("moe", _population(rng, True), rng)[0]
-    series = [first, replace(first, seed=1, ceiling_ffn=replace(first.ceiling_ffn, points=first.ceiling_ffn.points[::-1].copy()))]
+    series = [
+        first,
+        replace(first, seed=1, ceiling_ffn=replace(first.ceiling_ffn, points=first.ceiling_ffn.points[::-1].copy())),
+    ]
     onsets = {0: 30, 1: 20}
     scales = shared_scales({"moe": onsets}, {"moe": {0: STEPS, 1: STEPS}}, {"moe": STEPS[-1]})
     used = [20, 25, 30, 40]  # seed 1's window from its onset on; seed 0's starts at 30
@@ -253,7 +303,9 @@ def test_a_profile_that_stays_after_it_forms_locks_in_and_one_that_keeps_shiftin
 def test_a_reported_value_is_tested_past_the_equivalence_margin_not_at_itself():
     moe_drop = claim_by_id("ablate-top10-heads").checks_for("moe")[0]
     dense_drop = claim_by_id("ablate-top10-heads").checks_for("dense")[0]
-    assert (moe_drop.threshold_at(0.05), dense_drop.threshold_at(0.05)) == pytest.approx((14.44, 45.43))  # 9.44 + 5, 50.43 - 5 points
+    assert (moe_drop.threshold_at(0.05), dense_drop.threshold_at(0.05)) == pytest.approx(
+        (14.44, 45.43)
+    )  # 9.44 + 5, 50.43 - 5 points
     assert moe_drop.threshold_at(0.0) == 9.44
     ffn_rho, attn_rho = claim_by_id("moe-full-run-consolidation").checks
     assert (ffn_rho.threshold_at(0.05), attn_rho.threshold_at(0.05)) == pytest.approx((0.92, 0.90))
@@ -262,15 +314,19 @@ def test_a_reported_value_is_tested_past_the_equivalence_margin_not_at_itself():
 
 
 def test_with_dense_end_600k_the_dense_runs_last_step_maps_to_olmos_last():
-    scales = shared_scales({"moe": {0: 20}, "dense": {0: 20}}, {"moe": {0: STEPS}, "dense": {0: STEPS}}, {"moe": STEPS[-1], "dense": STEPS[-1]},
-                           paper_ends={"dense": 600_000})
+    scales = shared_scales(
+        {"moe": {0: 20}, "dense": {0: 20}},
+        {"moe": {0: STEPS}, "dense": {0: STEPS}},
+        {"moe": STEPS[-1], "dense": STEPS[-1]},
+        paper_ends={"dense": 600_000},
+    )
     assert scales[("moe", 0)].paper_step(STEPS[-1]) == 1_200_000
     assert scales[("dense", 0)].paper_step(STEPS[-1]) == 600_000
     assert scales[("dense", 0)].paper_step(20) == scales[("moe", 0)].paper_step(20) == 10_000
 
 
 def test_controls_show_j_over_its_ceiling_and_the_r_t_noise_floor():
-    from claims.evaluate import controls
+    from claims.catalogue.evaluate import controls
 
     rng = np.random.default_rng(5)
     series = _series("moe", _population(rng, True), rng)

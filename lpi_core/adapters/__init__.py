@@ -1,4 +1,5 @@
 """Architecture adapters: one per family, looked up by the checkpoint's `model_type`."""
+
 from __future__ import annotations
 
 from torch import nn

@@ -4,10 +4,12 @@ An adapter names the parts of a decoder-only model: its layers, the attention ou
 projection and head size, the FFN or experts (as weight tensors), the router, the final norm
 and the unembedding. Adding a model family means adding a subclass, not editing the engine.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn

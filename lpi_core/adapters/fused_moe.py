@@ -4,6 +4,7 @@
 is [experts, hidden, ffn_dim]. The router returns `(logits, top_k_weights, top_k_index)`, the
 weights exactly as the model scales the experts' outputs.
 """
+
 from __future__ import annotations
 
 from torch import nn

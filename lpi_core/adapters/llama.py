@@ -1,4 +1,5 @@
 """Llama-style dense decoders: Llama, Mistral, Qwen2 (RMSNorm, gated SiLU FFN, GQA)."""
+
 from .base import Adapter
 
 

@@ -1,4 +1,5 @@
 """Mixtral: RMSNorm, top-2 routing with renormalised weights, GQA."""
+
 from .fused_moe import FusedMoEAdapter
 
 

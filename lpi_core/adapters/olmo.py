@@ -1,4 +1,5 @@
 """OLMo (dense): parameter-free LayerNorm everywhere, including the final norm."""
+
 from __future__ import annotations
 
 import torch

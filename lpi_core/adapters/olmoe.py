@@ -1,4 +1,5 @@
 """OLMoE: RMSNorm, 64 experts top-8 without renormalising the top-k weights."""
+
 from .fused_moe import FusedMoEAdapter
 
 

@@ -3,6 +3,7 @@
 The shared expert's neurons are scored like routed ones, as their own unit set. Checkpoints with
 dense-only layers (`mlp_only_layers`, `decoder_sparse_step > 1`) are not supported.
 """
+
 from __future__ import annotations
 
 from torch import nn

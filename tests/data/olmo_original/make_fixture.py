@@ -5,6 +5,7 @@ datasets` (not a test dependency); the tokenizer files come from `tests.helpers.
 
     python tests/data/olmo_original/make_fixture.py
 """
+
 from pathlib import Path
 
 import torch
@@ -18,12 +19,34 @@ VOCAB, EMBEDDING = 400, 448  # the test tokenizer's size; OLMo pads its embeddin
 def main() -> None:
     torch.manual_seed(0)
     config = OLMoConfig(
-        d_model=32, n_heads=4, n_layers=2, mlp_hidden_size=176, vocab_size=VOCAB, embedding_size=EMBEDDING,
-        max_sequence_length=64, rope=True, alibi=False, include_bias=False, layer_norm_type="default",
-        layer_norm_with_affine=False, bias_for_layer_norm=False, attention_layer_norm=False, weight_tying=False,
-        activation_type="swiglu", block_type="sequential", attention_dropout=0.0, residual_dropout=0.0,
-        embedding_dropout=0.0, init_device="cpu", flash_attention=False, pad_token_id=1, eos_token_id=0,
-        clip_qkv=None, rope_theta=10000, init_fn="normal", init_std=0.2,
+        d_model=32,
+        n_heads=4,
+        n_layers=2,
+        mlp_hidden_size=176,
+        vocab_size=VOCAB,
+        embedding_size=EMBEDDING,
+        max_sequence_length=64,
+        rope=True,
+        alibi=False,
+        include_bias=False,
+        layer_norm_type="default",
+        layer_norm_with_affine=False,
+        bias_for_layer_norm=False,
+        attention_layer_norm=False,
+        weight_tying=False,
+        activation_type="swiglu",
+        block_type="sequential",
+        attention_dropout=0.0,
+        residual_dropout=0.0,
+        embedding_dropout=0.0,
+        init_device="cpu",
+        flash_attention=False,
+        pad_token_id=1,
+        eos_token_id=0,
+        clip_qkv=None,
+        rope_theta=10000,
+        init_fn="normal",
+        init_std=0.2,
     )
     config._attn_implementation = "eager"
     model = OLMoForCausalLM(config, init_params=True).eval()

@@ -1,0 +1,309 @@
+"""The language the catalogue (paper.py) is written in: a quantity (what is measured on one series,
+as an Estimate), a check (a quantity on a side against a threshold, with the paper's magnitude and
+the sentence behind it), a claim (its checks and what is reported beside them); the measures on a
+series' trajectories and profiles (window means, pairs, changes, trends, profile statistics,
+lock-in, ablation drops) and the builders of the quantities and checks the catalogue uses.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from claims.statistics.intervals import Estimate
+from claims.statistics.measure import SeriesMeasurements
+from claims.statistics.profiles import lock_in_rho_rows, sigma_norm_rows, sigma_rel_largest_share_rows
+from claims.statistics.windows import (
+    AFTER_200K,
+    CONSOLIDATION,
+    END,
+    FULL_RUN,
+    LATE,
+    PaperScale,
+    Window,
+)
+from lpi_core.metrics import rho_avg_rows, sigma_rel_rows
+
+SIDES = ("moe", "dense", "contrast")
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a quantity needs besides the series: the paper scale of its seed and the options in force."""
+
+    scale: PaperScale
+    rho_pairs: str = "consecutive"
+    margin: float = 0.05  # the equivalence margin around a reported value, as a fraction of the quantity's range
+
+
+Measure = Callable[[SeriesMeasurements, Context], Estimate]
+
+
+@dataclass(frozen=True)
+class Quantity:
+    label: str
+    measure: Measure
+    set_statistic: bool = (
+        False  # J_stab or R_t: the widened centred percentile interval (intervals.py), and controls beside it
+    )
+    percent: bool = False  # a fraction shown ×100 with a % sign
+    unit: str = ""
+    limits: tuple[float, float] = (-math.inf, math.inf)  # the range one model's value can take (intervals respect it)
+
+    def format(self, value: float) -> str:
+        if not np.isfinite(value):
+            return "undefined"
+        return f"{100 * value:.1f}%" if self.percent else f"{value:.3g}{self.unit}"
+
+
+@dataclass(frozen=True)
+class Check:
+    side: str  # "moe", "dense" or "contrast" (MoE − dense of the quantity)
+    quantity: Quantity
+    op: str
+    threshold: float
+    paper: str  # the paper's magnitude(s)
+    source: str  # the paper's sentence (or table) behind the direction or the threshold
+    margin_range: float = 0.0  # a reported value as threshold: the range the equivalence margin is a fraction of
+
+    @property
+    def label(self) -> str:
+        return f"{self.quantity.label} (MoE − dense)" if self.side == "contrast" else self.quantity.label
+
+    @property
+    def limits(self) -> tuple[float, float]:
+        """The range of the tested value: the quantity's, or for a contrast the range of a difference of two."""
+        low, high = self.quantity.limits
+        return (low - high, high - low) if self.side == "contrast" else (low, high)
+
+    def threshold_at(self, margin: float) -> float:
+        """The threshold in force: a reported value moved by the margin to the side the claim allows."""
+        shift = margin * self.margin_range
+        return self.threshold - shift if self.op == ">" else self.threshold + shift
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    finding: str
+    checks: tuple[Check, ...]
+    sets: tuple[
+        str, ...
+    ] = ()  # the unit sets it uses, for the controls: "ffn", "attn", "ffn-layer", "attn-layer", "heads"
+    reported: tuple[Quantity, ...] = ()  # reported beside the checks per model, not tested
+
+    @property
+    def sides(self) -> tuple[str, ...]:
+        return tuple(s for s in SIDES if any(c.side == s for c in self.checks))
+
+    def checks_for(self, side: str) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if c.side == side)
+
+
+# -- quantities ---------------------------------------------------------------------------------
+
+
+def _untestable(m: SeriesMeasurements, reason: str, steps: list[int]) -> Estimate:
+    return Estimate.not_testable(reason, steps, m.replicates)
+
+
+def pair_mean(trajectory: str, window: Window) -> Measure:
+    """Mean over the consecutive pairs whose two checkpoints both lie in the window."""
+
+    def measure(m: SeriesMeasurements, ctx: Context) -> Estimate:
+        chosen, pairs = ctx.scale.window(window), ctx.scale.pairs(window)
+        if len(chosen) < 2 or not pairs:
+            return _untestable(m, f"window {window.name} holds {len(chosen)} usable checkpoint(s) {chosen}", chosen)
+        t = getattr(m, trajectory)
+        idx = [t.steps.index(s) for s in pairs]
+        return t.combined(idx, np.full(len(idx), 1 / len(idx)), chosen)
+
+    return measure
+
+
+def pair_at(trajectory: str, paper_step: int) -> Measure:
+    """The pair ending at the usable checkpoint nearest `paper_step` (END: the last pair)."""
+
+    def measure(m: SeriesMeasurements, ctx: Context) -> Estimate:
+        step = ctx.scale.pair_nearest(paper_step)
+        if step is None:
+            return _untestable(m, f"fewer than 2 usable checkpoints {ctx.scale.usable}", ctx.scale.usable)
+        t = getattr(m, trajectory)
+        return t.combined([t.steps.index(step)], np.ones(1), [m.steps[m.steps.index(step) - 1], step])
+
+    return measure
+
+
+def change(trajectory: str, start: int, stop: int) -> Measure:
+    """J(or R) at the pair nearest `stop` minus at the pair nearest `start`; untestable if both are one pair."""
+
+    def measure(m: SeriesMeasurements, ctx: Context) -> Estimate:
+        a, b = ctx.scale.pair_nearest(start), ctx.scale.pair_nearest(stop)
+        if a is None or a == b:
+            name = lambda s: "end" if s == END else f"{s // 1000}K"  # noqa: E731
+            return _untestable(
+                m,
+                f"{name(start)} and {name(stop)} fall on one pair (usable checkpoints {ctx.scale.usable})",
+                ctx.scale.usable,
+            )
+        return pair_at(trajectory, stop)(m, ctx) - pair_at(trajectory, start)(m, ctx)
+
+    return measure
+
+
+def trend(trajectory: str, window: Window) -> Measure:
+    """Least-squares slope of the pair values over the window, per 1M paper steps."""
+
+    def measure(m: SeriesMeasurements, ctx: Context) -> Estimate:
+        chosen, pairs = ctx.scale.window(window), ctx.scale.pairs(window)
+        if len(pairs) < 2:
+            return _untestable(m, f"window {window.name} holds {len(pairs)} pair(s); a trend needs 2", chosen)
+        t = getattr(m, trajectory)
+        idx = [t.steps.index(s) for s in pairs]
+        x = np.array([ctx.scale.paper_step(s) for s in pairs]) / 1e6
+        weights = (x - x.mean()) / ((x - x.mean()) ** 2).sum()
+        return t.combined(idx, weights, chosen)
+
+    return measure
+
+
+PROFILE_STATISTICS = {
+    "rho": lambda ctx: lambda p: rho_avg_rows(p, ctx.rho_pairs),
+    "sigma": lambda ctx: sigma_rel_rows,
+    "sigma_norm": lambda ctx: sigma_norm_rows,
+    "sigma_share": lambda ctx: sigma_rel_largest_share_rows,
+}
+
+
+def _profile_estimate(
+    m: SeriesMeasurements, kind: str, chosen: list[int], fn: Callable[[np.ndarray], np.ndarray]
+) -> Estimate:
+    points, reps = m.profile(kind)
+    idx = [m.steps.index(s) for s in chosen]
+    return Estimate(float(fn(points[idx][None])[0]), fn(reps[:, idx]), chosen)
+
+
+def profile_stat(kind: str, window: Window, statistic: str) -> Measure:
+    """A statistic (PROFILE_STATISTICS: ρ_avg, σ_rel, σ_norm, σ_rel's largest layer share) of the
+    FFN or ATTN layer profiles of the window's checkpoints."""
+
+    def measure(m: SeriesMeasurements, ctx: Context) -> Estimate:
+        chosen = ctx.scale.window(window)
+        if len(chosen) < 2:
+            return _untestable(m, f"window {window.name} holds {len(chosen)} usable checkpoint(s) {chosen}", chosen)
+        return _profile_estimate(m, kind, chosen, PROFILE_STATISTICS[statistic](ctx))
+
+    return measure
+
+
+def lock_in(kind: str, formed: int, window: Window) -> Measure:
+    """The lock-in correlation (profiles.lock_in_rho_rows) of the profile at the usable checkpoint
+    nearest `formed` (paper steps) with every later one in the window."""
+
+    def measure(m: SeriesMeasurements, ctx: Context) -> Estimate:
+        usable = ctx.scale.usable
+        if not usable:
+            return _untestable(m, "no usable checkpoints", usable)
+        first = min(usable, key=lambda s: abs(ctx.scale.paper_step(s) - formed))
+        chosen = [first] + [s for s in ctx.scale.window(window) if s > first]
+        if len(chosen) < 2:
+            return _untestable(m, f"no usable checkpoint after {first} (≈{formed // 1000}K) in {window.name}", chosen)
+        return _profile_estimate(m, kind, chosen, lock_in_rho_rows)
+
+    return measure
+
+
+def drop_mean(masked: str, hits: str = "HIT@10") -> Measure:
+    """The drop in `hits` (HIT@10 or HIT@1) when `masked` (a key of `SeriesMeasurements.drops`) is
+    masked, averaged over the post-onset checkpoints (10K–end)."""
+
+    def measure(m: SeriesMeasurements, ctx: Context) -> Estimate:
+        chosen = ctx.scale.window(FULL_RUN)
+        if len(chosen) < 2:
+            return _untestable(m, f"{len(chosen)} usable checkpoint(s) {chosen}", chosen)
+        t = (m.drops if hits == "HIT@10" else m.drops_at_1)[masked]
+        idx = [t.steps.index(s) for s in chosen]
+        with np.errstate(invalid="ignore"):
+            return Estimate(float(np.mean(t.points[idx])), t.replicates[:, idx].mean(1), chosen)
+
+    return measure
+
+
+SHARE, CHANGE, CORRELATION, POSITIVE, DROP = (0.0, 1.0), (-1.0, 1.0), (-1.0, 1.0), (0.0, math.inf), (-math.inf, 100.0)
+
+
+def jstab_of(kind: str, window: Window) -> Quantity:
+    return Quantity(
+        f"{kind.upper()} J_stab {window.name}",
+        pair_mean(f"jstab_{kind}", window),
+        set_statistic=True,
+        percent=True,
+        limits=SHARE,
+    )
+
+
+def rho_of(kind: str, window: Window) -> Quantity:
+    return Quantity(f"{kind.upper()} ρ_avg {window.name}", profile_stat(kind, window, "rho"), limits=CORRELATION)
+
+
+def sigma_norm_of(kind: str, window: Window) -> Quantity:
+    return Quantity(f"{kind.upper()} σ_norm {window.name}", profile_stat(kind, window, "sigma_norm"), limits=POSITIVE)
+
+
+def lock_in_of(kind: str) -> Quantity:
+    return Quantity(
+        f"{kind.upper()} lock-in ρ, 100K vs each later ≤ 600K", lock_in(kind, 100_000, LATE), limits=CORRELATION
+    )
+
+
+def drop_of(ablation: str, kind: str = "held-out", hits: str = "HIT@10") -> Quantity:
+    """The drop when `ablation`'s set is masked: chosen on the other half of the examples (held-out,
+    the tested one), on all of them (in-sample, the paper's) or at random (ablations.py)."""
+    masked = ablation if kind == "in-sample" else f"{kind}/{ablation}"
+    return Quantity(f"{hits} drop, {ablation} masked ({kind})", drop_mean(masked, hits), unit="%", limits=DROP)
+
+
+def drops_reported(ablation: str) -> tuple[Quantity, ...]:
+    """Beside the tested held-out HIT@10 drop: the paper's in-sample one, a random set's, and HIT@1's."""
+    return (
+        drop_of(ablation, "in-sample"),
+        drop_of(ablation, "random"),
+        drop_of(ablation, "held-out", "HIT@1"),
+        drop_of(ablation, "random", "HIT@1"),
+    )
+
+
+def change_of(trajectory: str, label: str, start: int, stop: int) -> Quantity:
+    return Quantity(label, change(trajectory, start, stop), set_statistic=True, percent=True, limits=CHANGE)
+
+
+def trend_of(trajectory: str, label: str) -> Quantity:
+    return Quantity(label, trend(trajectory, AFTER_200K), set_statistic=True)
+
+
+def moe_above_dense(quantity: Quantity, paper: str, source: str) -> Check:
+    """The contrast check MoE − dense > 0."""
+    return Check("contrast", quantity, ">", 0.0, paper, source)
+
+
+def moe_below_dense(quantity: Quantity, paper: str, source: str) -> Check:
+    """The contrast check MoE − dense < 0."""
+    return Check("contrast", quantity, "<", 0.0, paper, source)
+
+
+def sigma_rel_reported(kind: str) -> tuple[Quantity, Quantity]:
+    """The paper's σ_rel and its largest layer's share: reported beside the tested σ_norm, not tested."""
+    return (
+        Quantity(
+            f"{kind.upper()} σ_rel 10K-600K (the paper's)", profile_stat(kind, CONSOLIDATION, "sigma"), limits=POSITIVE
+        ),
+        Quantity(
+            f"{kind.upper()} σ_rel's largest layer share",
+            profile_stat(kind, CONSOLIDATION, "sigma_share"),
+            percent=True,
+            limits=SHARE,
+        ),
+    )

@@ -1,0 +1,246 @@
+"""A claim's side (moe, dense or contrast) evaluated on the measured series: values, intervals, verdicts, controls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from claims.catalogue.checks import Check, Claim, Context, Quantity
+from claims.statistics.intervals import Estimate, interval, method, one_sided_p, pool, seeds_needed
+from claims.statistics.measure import SeriesMeasurements
+from claims.statistics.verdicts import INCONCLUSIVE, combine, verdict
+from claims.statistics.windows import PaperScale
+from lpi_core.metrics import random_set_jaccard
+
+FAMILY_NAMES = {"moe": "MoE", "dense": "dense"}
+
+
+@dataclass
+class CheckResult:
+    label: str
+    side: str
+    paper: str
+    source: str
+    op: str
+    threshold: float
+    value: float
+    interval: tuple[float, float]
+    verdict: str
+    checkpoints: dict[str, list[int]]  # family -> the checkpoints used (over all seeds)
+    method: str
+    magnitudes: dict[str, dict]  # family -> {"value", "interval"}: each model's own number (a contrast's two sides)
+    shown: str  # value [interval], formatted
+    threshold_shown: str
+    untestable: str | None = None
+    p_value: float | None = None  # one-sided, for the claimed side (intervals.one_sided_p)
+    p_value_opposite: float | None = None  # one-sided, for the other side
+    seeds_needed: int | str | None = (
+        None  # an inconclusive check: the seeds that would decide it (intervals.seeds_needed)
+    )
+    holm_p: float | None = None  # p_value, Holm-adjusted over the run's checks (set by the report)
+    holm_verdict: str | None = None  # the verdict at the Holm-adjusted p-values (set by the report)
+
+
+@dataclass
+class ClaimResult:
+    claim: str
+    side: str
+    finding: str
+    checks: list[CheckResult]
+    verdict: str
+    models: dict[str, str]
+    seeds: list[int]
+    controls: dict[str, dict] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    reported: dict[str, dict[str, dict]] = field(
+        default_factory=dict
+    )  # reported-only quantities: label -> family -> value
+    holm_verdict: str | None = None  # from its checks' Holm verdicts (set by the report)
+
+    @property
+    def test_id(self) -> str:
+        return f"{self.claim}-{self.side}"
+
+    def message(self) -> str:
+        parts = [
+            f"{c.label} = {c.shown} (paper {c.paper}; claimed {c.op} {c.threshold_shown}; {c.method}; "
+            f"checkpoints {c.checkpoints}) -> {c.verdict}"
+            + (f" ({c.untestable})" if c.untestable else "")
+            + ("" if c.seeds_needed is None else f" (seeds to decide: {c.seeds_needed})")
+            for c in self.checks
+        ]
+        return f"{self.test_id}: {self.verdict}: " + "; ".join(parts) + "".join(f" NOTE: {n}" for n in self.notes)
+
+
+def families_of(side: str) -> tuple[str, ...]:
+    return ("moe", "dense") if side == "contrast" else (side,)
+
+
+def _per_seed(
+    check: Check,
+    family: str,
+    series: list[SeriesMeasurements],
+    contexts: dict[tuple[str, int], Context],
+    seeds: list[int],
+) -> list[Estimate]:
+    by_seed = {m.seed: m for m in series}
+    return [check.quantity.measure(by_seed[s], contexts[(family, s)]) for s in seeds]
+
+
+def _format_interval(q: Quantity, value: float, bounds: tuple[float, float]) -> str:
+    return f"{q.format(value)} [{q.format(bounds[0])}, {q.format(bounds[1])}]"
+
+
+def evaluate_check(
+    check: Check,
+    measured: dict[str, list[SeriesMeasurements]],
+    contexts: dict[tuple[str, int], Context],
+    seeds: list[int],
+    margin: float = 0.05,
+) -> CheckResult:
+    per_family = {f: _per_seed(check, f, measured[f], contexts, seeds) for f in families_of(check.side)}
+    pooled = {f: pool(e) for f, e in per_family.items()}
+    if check.side == "contrast":
+        estimate = pool([a - b for a, b in zip(per_family["moe"], per_family["dense"])])
+    else:
+        estimate = pooled[check.side]
+    set_stat, limits = check.quantity.set_statistic, check.limits
+    threshold = check.threshold_at(margin)
+    bounds = interval(estimate, set_stat, limits=limits)
+    replicates = estimate.replicates.shape[0]
+    outcome = verdict(check.op, threshold, bounds, testable=estimate.untestable is None)
+    opposite = "<" if check.op == ">" else ">"
+    return CheckResult(
+        label=check.label,
+        side=check.side,
+        paper=check.paper,
+        source=check.source,
+        op=check.op,
+        threshold=threshold,
+        value=estimate.point,
+        interval=bounds,
+        verdict=outcome,
+        checkpoints={f: p.steps for f, p in pooled.items()},
+        method=method(
+            set_stat, len(seeds), replicates, 0 if estimate.split_half is None else estimate.split_half.shape[0]
+        ),
+        magnitudes={f: _magnitude(check.quantity, p) for f, p in pooled.items()},
+        shown=_format_interval(check.quantity, estimate.point, bounds),
+        threshold_shown=check.quantity.format(threshold),
+        untestable=estimate.untestable,
+        p_value=one_sided_p(estimate, set_stat, check.op, threshold, limits),
+        p_value_opposite=one_sided_p(estimate, set_stat, opposite, threshold, limits),
+        seeds_needed=seeds_needed(estimate, set_stat, threshold, limits) if outcome == INCONCLUSIVE else None,
+    )
+
+
+def _magnitude(quantity: Quantity, pooled: Estimate) -> dict:
+    """One model's value of `quantity` over the seeds, with its interval (inside the quantity's range)."""
+    bounds = interval(pooled, quantity.set_statistic, limits=quantity.limits)
+    return {"value": pooled.point, "interval": bounds, "shown": _format_interval(quantity, pooled.point, bounds)}
+
+
+def reported_quantities(
+    claim: Claim,
+    families: tuple[str, ...],
+    measured: dict[str, list[SeriesMeasurements]],
+    contexts: dict[tuple[str, int], Context],
+    seeds: list[int],
+) -> dict[str, dict[str, dict]]:
+    """The claim's reported-only quantities (`Claim.reported`) per model: label -> family -> value, interval."""
+    out: dict[str, dict[str, dict]] = {}
+    for quantity in claim.reported:
+        for family in families:
+            by_seed = {m.seed: m for m in measured[family]}
+            pooled = pool([quantity.measure(by_seed[s], contexts[(family, s)]) for s in seeds])
+            out.setdefault(quantity.label, {})[family] = _magnitude(quantity, pooled)
+    return out
+
+
+def controls(
+    claim: Claim,
+    family: str,
+    series: list[SeriesMeasurements],
+    used: list[int],
+    scales: dict[tuple[str, int], PaperScale],
+) -> dict:
+    """The controls printed beside a set statistic: split-half ceiling, random-set Jaccard, set sizes
+    as counts; each seed's over the checkpoints of `used` (the checks' steps, all seeds) on its own paper scale."""
+    usable = {
+        x.seed: [s for s in used if s in x.steps and scales[(family, x.seed)].paper_step(s) is not None] for x in series
+    }
+    m = series[0]
+    units, layers, heads = m.units, m.units["layers"], m.units["heads"]
+    out: dict = {}
+    for kind in ("ffn", "attn"):
+        if kind in claim.sets:
+            total = units[kind]
+            k = max(1, round(0.01 * total))
+            out[f"{kind} top-1% set"] = f"{k} of {total} units"
+            out[f"{kind} random-set J"] = random_set_jaccard(total)
+            routed_at = [
+                r for s, r in zip(m.steps, m.routed_ffn) if s in usable[m.seed]
+            ]  # the checkpoints used (none: not testable)
+            if kind == "ffn" and family == "moe" and routed_at:
+                routed = int(np.median(routed_at))
+                out["ffn routed units"] = routed
+                out["ffn random-set J over routed units"] = k / (2 * routed - k) if routed >= k else float("nan")
+            ceiling = _mean_over_seeds(series, f"ceiling_{kind}", usable)
+            out[f"{kind} split-half ceiling"] = ceiling
+            jstab = _mean_over_seeds(
+                series, f"jstab_{kind}", {seed: [s for s in steps if s != steps[0]] for seed, steps in usable.items()}
+            )
+            out[f"{kind} J_stab / ceiling"] = jstab / ceiling if ceiling > 0 else float("nan")
+        if f"{kind}-layer" in claim.sets:
+            per_layer = units[kind] // layers
+            out[f"{kind} per-layer top-1% (R_t)"] = f"{max(1, round(0.01 * per_layer))} of {per_layer} units"
+            out[f"{kind} R_t null (two halves of one checkpoint)"] = _mean_over_seeds(series, f"r_null_{kind}", usable)
+    if "heads" in claim.sets:
+        out["heads"] = f"{heads} heads; 10 heads = {100 * 10 / heads:.1f}% of them (OLMoE 3.9%, OLMo 1.0%)"
+    return out
+
+
+def _mean_over_seeds(series: list[SeriesMeasurements], trajectory: str, usable: dict[int, list[int]]) -> float:
+    """The trajectory's mean over each seed's usable steps (those it has), then over the seeds."""
+    means = []
+    for x in series:
+        t = getattr(x, trajectory)
+        steps = [s for s in usable[x.seed] if s in t.steps]
+        if steps:
+            means.append(float(np.nanmean([t.points[t.steps.index(s)] for s in steps])))
+    return float(np.mean(means)) if means else float("nan")
+
+
+def evaluate(
+    claim: Claim,
+    side: str,
+    measured: dict[str, list[SeriesMeasurements]],
+    scales: dict[tuple[str, int], PaperScale],
+    rho_pairs: str = "consecutive",
+    margin: float = 0.05,
+) -> ClaimResult:
+    """Evaluate the checks of one side of a claim on the families' series (one per seed)."""
+    families = families_of(side)
+    missing = [f for f in families if f not in measured]
+    if missing:
+        raise KeyError(f"{claim.id}-{side} needs the {', '.join(missing)} series")
+    seeds = sorted(set.intersection(*({m.seed for m in measured[f]} for f in families)))
+    contexts = {key: Context(scale, rho_pairs, margin) for key, scale in scales.items()}
+    checks = [evaluate_check(c, measured, contexts, seeds, margin) for c in claim.checks_for(side)]
+    used = {f: sorted({s for c in checks for s in c.checkpoints.get(f, [])}) for f in families}
+    result = ClaimResult(
+        claim=claim.id,
+        side=side,
+        finding=claim.finding,
+        checks=checks,
+        verdict=combine([c.verdict for c in checks]),
+        models={f: measured[f][0].name for f in families},
+        seeds=seeds,
+        controls={f: controls(claim, f, [m for m in measured[f] if m.seed in seeds], used[f], scales) for f in families}
+        if claim.sets
+        else {},
+        reported=reported_quantities(claim, families, measured, contexts, seeds),
+    )
+    result.notes = [f"{c.label}: not testable at this scale: {c.untestable}" for c in checks if c.untestable]
+    return result

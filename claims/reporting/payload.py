@@ -1,0 +1,58 @@
+"""claims.json: the run's context, every check of every test, and the trajectories (data only)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict
+
+from claims.catalogue.evaluate import ClaimResult
+from claims.statistics.measure import SeriesMeasurements
+from lpi_core.metrics import random_set_jaccard
+
+
+def finite_or_null(value):
+    """`value` with every NaN or infinite float replaced by None (null in JSON: undefined, not a number)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(v) for v in value]
+    return value
+
+
+def trajectories(m: SeriesMeasurements) -> dict:
+    return {
+        "model": m.name,
+        "seed": m.seed,
+        "total_steps": m.total_steps,
+        "steps": m.steps,
+        "onset": m.onset,
+        "jstab_ffn": m.jstab_ffn.as_dict(),
+        "jstab_attn": m.jstab_attn.as_dict(),
+        "r_ffn": m.r_ffn.as_dict(),
+        "r_attn": m.r_attn.as_dict(),
+        "split_half_ceiling_ffn": m.ceiling_ffn.as_dict(),
+        "split_half_ceiling_attn": m.ceiling_attn.as_dict(),
+        "layer_profile_ffn": m.profile_ffn.tolist(),
+        "layer_profile_attn": m.profile_attn.tolist(),
+        "hit_at_10": m.hit.as_dict(),
+        "ablation_drops": {k: t.as_dict() for k, t in m.drops.items()},
+        "ablation_drops_at_1": {k: t.as_dict() for k, t in m.drops_at_1.items()},
+        "units": m.units,
+        "random_set_jaccard": {k: random_set_jaccard(m.units[k]) for k in ("ffn", "attn")},
+    }
+
+
+def payload(
+    results: Sequence[ClaimResult], measured: dict[str, list[SeriesMeasurements]], context: dict, mode: str
+) -> dict:
+    claims = [{**asdict(r), "test_id": r.test_id, "scores": mode} for r in results]
+    return finite_or_null(
+        {
+            "context": context,
+            "claims": claims,
+            "trajectories": {f: [trajectories(m) for m in series] for f, series in measured.items()},
+        }
+    )

@@ -1,0 +1,179 @@
+"""`lpi-claims records`: the records of a suite's checkpoints computed through a submitit executor,
+into the cache that `pytest claims` and `lpi-claims report` read.
+
+- `local`: `workers` processes on this machine (submitit's LocalExecutor), each going through every
+  checkpoint from its own starting point as xdist workers do; leases keep each record computed once.
+- `slurm`: one Slurm array task per checkpoint (submitit's SlurmExecutor), requeued on preemption
+  or timeout; a requeued task resumes from the cache.
+- `debug`: submitit's in-process executor, one job per checkpoint (for tests and debugging).
+
+Every job computes through `loading.ensure_records` (leases, and --disk-budget streaming), so jobs on
+several machines sharing the cache directory never compute a record twice, and a record already
+stored is not recomputed.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import submitit
+from submitit.helpers import Checkpointable
+
+from claims.fixtures.series import Announcer, Checkpoint, silent
+from claims.running.measurements import ensure_records
+from claims.running.progress import StderrAnnouncer
+from claims.running.suite import SuiteConfig
+
+EXECUTORS = ("local", "slurm", "debug")
+
+
+@dataclass(frozen=True)
+class RecordTask:
+    """One checkpoint of one series: what a job computes the record of."""
+
+    family: str
+    seed: int
+    checkpoint: Checkpoint
+
+    @property
+    def label(self) -> str:
+        return f"{self.family}/seed{self.seed}/step{self.checkpoint.step}"
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    partition: str | None = None
+    gpus_per_task: int = 0
+    array_parallelism: int = 64
+    timeout_min: int = 240
+    extra: dict[str, str] = field(default_factory=dict)  # more #SBATCH lines: {"account": "abc"} -> --account=abc
+
+
+def record_tasks(config: SuiteConfig, families: Sequence[str], announce: Announcer = silent) -> list[RecordTask]:
+    """Every checkpoint of the families' series, in (family, seed, step) order (miniature series built
+    here if missing, `announce` getting their progress lines)."""
+    config.build_all(families, announce=announce)
+    return [
+        RecordTask(family, series.seed, checkpoint)
+        for family in families
+        for series in config.series(family, build=False, families=families)
+        for checkpoint in series.checkpoints
+    ]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'i/N' (1 <= i <= N) -> (i, N)."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must be i/N with whole numbers, e.g. 1/4, not {text!r}") from None
+    if not 1 <= index <= count:
+        raise ValueError(f"--shard {text}: i must be between 1 and N")
+    return index, count
+
+
+def shard(tasks: Sequence[RecordTask], index: int, count: int) -> list[RecordTask]:
+    """The i-th of N deterministic slices (every N-th task from the i-th), so that shards mix families and steps."""
+    return list(tasks[index - 1 :: count])
+
+
+class ComputeRecords(Checkpointable):
+    """A job: the records of `tasks` into `config`'s cache, starting `rotate` places in. On preemption
+    or timeout submitit requeues the same call, which finds the stored records and computes the rest."""
+
+    def __call__(
+        self, config: SuiteConfig, tasks: Sequence[RecordTask], rotate: int = 0, share: int = 1, quiet: bool = False
+    ) -> list[str]:
+        ensure_records(
+            config, [t.checkpoint for t in tasks], rotate=rotate, share=share, announce=StderrAnnouncer(quiet)
+        )
+        return [t.label for t in tasks]
+
+
+def make_executor(
+    kind: str, folder: Path, slurm: SlurmOptions = SlurmOptions(), gpu: bool = False
+) -> submitit.Executor:
+    """The submitit executor of `kind`, its logs and pickles under `folder`; with `gpu`, every job
+    sees a GPU (submitit hides them from a local job that asks for none)."""
+    if kind == "debug":
+        return submitit.DebugExecutor(folder=folder)
+    if kind == "local":
+        executor = submitit.LocalExecutor(folder=folder)
+        executor.update_parameters(timeout_min=7 * 24 * 60, gpus_per_node=_visible_gpus() if gpu else 0)
+        return executor
+    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=3)
+    parameters = dict(
+        time=slurm.timeout_min,
+        ntasks_per_node=1,
+        array_parallelism=slurm.array_parallelism,
+        additional_parameters=dict(slurm.extra),
+    )
+    if slurm.partition:
+        parameters["partition"] = slurm.partition
+    if slurm.gpus_per_task or gpu:
+        parameters["gpus_per_task"] = slurm.gpus_per_task or 1
+    executor.update_parameters(**parameters)
+    return executor
+
+
+def _visible_gpus() -> int:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ValueError(
+            "--gpu with --executor local: no CUDA device is visible on this machine; drop --gpu or run where one is"
+        )
+    return torch.cuda.device_count()
+
+
+def submit(
+    executor: submitit.Executor,
+    kind: str,
+    config: SuiteConfig,
+    tasks: Sequence[RecordTask],
+    workers: int,
+    quiet: bool = False,
+) -> dict[str, submitit.Job]:
+    """Submit the jobs; a name (a checkpoint's label, or `worker i`) -> its job. Each job's log
+    (stderr) gets its progress lines unless `quiet`."""
+    compute = ComputeRecords()
+    if kind == "local":
+        names = [f"worker {i + 1}" for i in range(min(workers, len(tasks)))]
+        jobs = [executor.submit(compute, config, list(tasks), i, len(names), quiet) for i in range(len(names))]
+        return dict(zip(names, jobs))
+    share = (
+        executor.parameters.get("array_parallelism", 1) if kind == "slurm" else 1
+    )  # tasks at once split --disk-budget
+    with executor.batch():  # one array job on Slurm
+        jobs = [executor.submit(compute, config, [task], 0, share, quiet) for task in tasks]
+    return {task.label: job for task, job in zip(tasks, jobs)}
+
+
+def wait(jobs: dict[str, submitit.Job], out: TextIO | None = sys.stderr, poll_s: float = 5.0) -> dict[str, str]:
+    """Wait for every job, printing done / running / failed counts to `out` (None: nowhere) as
+    they change; the failed jobs' names -> their log path and error."""
+    pending, failed, done, shown = dict(jobs), {}, 0, None
+    while pending:
+        for name, job in list(pending.items()):
+            if not isinstance(job, submitit.DebugJob) and not job.done():
+                continue  # a debug job runs in this process when its outcome is asked for
+            error = job.exception()
+            del pending[name]
+            if error is None:
+                done += 1
+            else:
+                lines = str(error).strip().splitlines() or [type(error).__name__]
+                failed[name] = f"{job.paths.stderr}: {lines[-1]}"
+        running = sum(1 for job in pending.values() if job.state == "RUNNING")
+        status = f"records: {done} done, {running} running, {len(failed)} failed, {len(pending) - running} waiting"
+        if status != shown and out is not None:
+            print(status, file=out, flush=True)
+            shown = status
+        if pending:
+            time.sleep(poll_s)
+    return failed

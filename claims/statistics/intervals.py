@@ -1,0 +1,263 @@
+"""95% intervals over what varies: training seeds and examples (a hierarchical bootstrap), or examples alone.
+
+Replicate r of a quantity pools the seeds drawn for r (with replacement), each at its own
+example resample; the draws depend only on (seeds, replicates), so the MoE side, the dense side
+and their contrast use the same seeds and the same example resamples. With few seeds that
+bootstrap is too narrow at the seed level (over 3 seeds its percentile interval of a mean covers
+~73%, tests/test_intervals.py), so a pooled quantity's interval is widened to the Student t
+interval of its seeds' own values (each with its examples' noise) where that is wider. Set statistics (J_stab,
+R_t) carry split-half deviations too, pooled the same way, and use the centred percentile
+interval widened to the split-half spread where that is wider: it removes the downward shift
+that resampling adds at the top-1% boundary and the bootstrap's too-narrow spread for a top-k
+overlap (tests/test_intervals.py and tests/test_verdicts.py measure both); other quantities use
+the percentile interval.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.stats import t as student_t
+
+from lpi_core.metrics import bootstrap_interval, centred_percentile_interval
+
+DRAW_SEED = 20_260_108  # the seed of the seed draws and row permutations: fixed, so reports repeat
+
+
+@dataclass
+class Estimate:
+    """A quantity of one series (or pooled over seeds): its point, bootstrap replicates, checkpoints used."""
+
+    point: float
+    replicates: np.ndarray  # [R]
+    steps: list[int] = field(default_factory=list)
+    untestable: str | None = None  # why it cannot be tested at this scale, if so
+    split_half: np.ndarray | None = None  # [S] split-half deviations of a set statistic
+    seed_points: np.ndarray | None = None  # [seeds] each seed's own point (pooled over several seeds)
+
+    @classmethod
+    def not_testable(cls, reason: str, steps: list[int], replicates: int) -> Estimate:
+        return cls(float("nan"), np.full(replicates, np.nan), steps, reason)
+
+    def __sub__(self, other: Estimate) -> Estimate:
+        reason = self.untestable or other.untestable
+        steps = sorted(set(self.steps) | set(other.steps))
+        halves = None if self.split_half is None or other.split_half is None else self.split_half - other.split_half
+        seeds = None if self.seed_points is None or other.seed_points is None else self.seed_points - other.seed_points
+        return Estimate(self.point - other.point, self.replicates - other.replicates, steps, reason, halves, seeds)
+
+
+def draws(seeds: int, replicates: int) -> tuple[np.ndarray, np.ndarray]:
+    """[R, S] seed indices and [R, S] example-resample rows of the hierarchical bootstrap; one seed: rows 0..R-1."""
+    if seeds == 1:
+        return np.zeros((replicates, 1), dtype=int), np.arange(replicates)[:, None]
+    rng = np.random.default_rng(DRAW_SEED)
+    chosen = rng.integers(0, seeds, size=(replicates, seeds))
+    rows = np.stack([rng.permutation(replicates) for _ in range(seeds)], 1)
+    return chosen, rows
+
+
+def pool(per_seed: list[Estimate]) -> Estimate:
+    """The mean over seeds, with hierarchical bootstrap replicates (seeds, then examples)."""
+    reasons = [f"seed {i}: {e.untestable}" for i, e in enumerate(per_seed) if e.untestable]
+    steps = sorted({s for e in per_seed for s in e.steps})
+    replicates = per_seed[0].replicates.shape[0]
+    if reasons:
+        return Estimate.not_testable("; ".join(reasons), steps, replicates)
+    with np.errstate(invalid="ignore"):
+        point = float(np.mean([e.point for e in per_seed]))
+        halves = None if any(e.split_half is None for e in per_seed) else _pooled([e.split_half for e in per_seed])
+        seeds = np.array([e.point for e in per_seed]) if len(per_seed) > 1 else None
+        return Estimate(point, _pooled([e.replicates for e in per_seed]), steps, split_half=halves, seed_points=seeds)
+
+
+def _pooled(per_seed: list[np.ndarray]) -> np.ndarray:
+    """[R]: replicate r is the mean over the seeds drawn for r, each at its own row (see `draws`)."""
+    values = np.stack(per_seed)  # [seeds, R]
+    chosen, rows = draws(len(per_seed), values.shape[1])
+    return values[chosen, rows].mean(1)
+
+
+def student_t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """mean ± t_{(1+level)/2, n-1} · sd / √n of n ≥ 2 independent values: the interval of their mean
+    that keeps its level with few of them."""
+    x = np.asarray(values, dtype=float)
+    half = float(student_t.ppf((1 + level) / 2, x.size - 1)) * float(x.std(ddof=1)) / math.sqrt(x.size)
+    return (float(x.mean()) - half, float(x.mean()) + half)
+
+
+UNBOUNDED = (-math.inf, math.inf)
+_INSIDE = 1 - 1e-9  # how close to a bound a transformed value may come
+
+
+@dataclass(frozen=True)
+class RangeScale:
+    """A scale on which a quantity with range `limits` is unbounded, for intervals that stay inside the
+    range: z = atanh(u) with u the value mapped onto (-1, 1) for a bounded range (Fisher's z for a
+    correlation, half the logit for a share), log(x - low) or -log(high - x) for a half-bounded one,
+    z = x for none. `to_z` and `from_z` are each other's inverse and increase."""
+
+    limits: tuple[float, float] = UNBOUNDED
+
+    def to_z(self, x):
+        low, high = self.limits
+        x = np.asarray(x, dtype=float)
+        if math.isfinite(low) and math.isfinite(high):
+            return np.arctanh(np.clip(2 * (x - low) / (high - low) - 1, -_INSIDE, _INSIDE))
+        if math.isfinite(low):
+            return np.log(np.maximum(x - low, 1e-300))
+        if math.isfinite(high):
+            return -np.log(np.maximum(high - x, 1e-300))
+        return x
+
+    def from_z(self, z):
+        low, high = self.limits
+        z = np.asarray(z, dtype=float)
+        if math.isfinite(low) and math.isfinite(high):
+            return low + (np.tanh(z) + 1) * (high - low) / 2
+        if math.isfinite(low):
+            return low + np.exp(z)
+        if math.isfinite(high):
+            return high - np.exp(-z)
+        return z
+
+    def slope(self, x: float) -> float:
+        """dz/dx at x (the delta method carries a spread in x over to z)."""
+        step = 1e-6 * max(1.0, abs(x))
+        return float((self.to_z(x + step) - self.to_z(x - step)) / (2 * step))
+
+
+def _scale_for(limits: tuple[float, float], *values: float) -> RangeScale:
+    """The range's scale where every value lies strictly inside it, else the identity (no transform)."""
+    low, high = limits
+    inside = all(np.isfinite(v) and low < v < high for v in values)
+    return RangeScale(limits if inside else UNBOUNDED)
+
+
+def bootstrap_part(
+    estimate: Estimate, set_statistic: bool, level: float = 0.95, limits: tuple[float, float] = UNBOUNDED
+) -> tuple[float, float]:
+    """The bootstrap interval alone (module docstring), before the t widening. The centred one is
+    centred and widened on the range's scale (`RangeScale`), so it stays inside `limits`; a
+    percentile interval of replicates that lie in the range already does."""
+    if not set_statistic:
+        return bootstrap_interval(estimate.replicates, level)
+    scale = _scale_for(limits, estimate.point)
+    halves = None if estimate.split_half is None else np.asarray(estimate.split_half) * scale.slope(estimate.point)
+    low, high = centred_percentile_interval(
+        float(scale.to_z(estimate.point)), scale.to_z(estimate.replicates), level, split_half=halves
+    )
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return low, high
+    return float(scale.from_z(low)), float(scale.from_z(high))
+
+
+def seed_part(
+    estimate: Estimate, level: float = 0.95, limits: tuple[float, float] = UNBOUNDED
+) -> tuple[float, float] | None:
+    """The t interval of the seeds' own values, on the range's scale: z(mean) ± t_{(1+level)/2, n-1} ·
+    sd(z(values)) / √n, back on the quantity's (None: under 2 seeds). Centred on the z of the seeds'
+    mean, not on their mean z, it keeps to the mean that the point estimates (tests/test_intervals.py)."""
+    seeds = estimate.seed_points
+    if seeds is None or len(seeds) < 2 or not np.isfinite(seeds).all():
+        return None
+    scale = _scale_for(limits, *seeds)
+    z = scale.to_z(seeds)
+    low, high = student_t_interval(z - z.mean() + scale.to_z(float(np.mean(seeds))), level)
+    return float(scale.from_z(low)), float(scale.from_z(high))
+
+
+def interval(
+    estimate: Estimate, set_statistic: bool, level: float = 0.95, limits: tuple[float, float] = UNBOUNDED
+) -> tuple[float, float]:
+    """The bootstrap interval (module docstring), widened to the t interval of the seeds' own values
+    where wider; inside `limits`, the range of the quantity, where its values lie inside it."""
+    low, high = bootstrap_part(estimate, set_statistic, level, limits)
+    seeds = seed_part(estimate, level, limits)
+    if seeds is None or not (np.isfinite(low) and np.isfinite(high)):
+        return low, high
+    return min(low, seeds[0]), max(high, seeds[1])
+
+
+def one_sided_p(
+    estimate: Estimate, set_statistic: bool, op: str, threshold: float, limits: tuple[float, float] = UNBOUNDED
+) -> float | None:
+    """The p-value the verdict rule implies for the claimed side `op` of `threshold`: the smallest α
+    at which the (1 - 2α) interval lies wholly on that side (so a check is replicated at 95% exactly
+    when p < 0.025); 1.0 where no interval does, None where the quantity is undefined."""
+    if estimate.untestable or not np.isfinite(estimate.point):
+        return None
+
+    def on_side(alpha: float) -> bool:
+        low, high = interval(estimate, set_statistic, 1 - 2 * alpha, limits)
+        return low > threshold if op == ">" else high < threshold
+
+    floor, ceiling = 1e-6, 0.4999
+    if not on_side(ceiling):
+        return 1.0
+    if on_side(floor):
+        return floor
+    for _ in range(40):  # on_side is False at `floor`, True at `ceiling`, and grows with α (intervals nest)
+        middle = (floor + ceiling) / 2
+        floor, ceiling = (floor, middle) if on_side(middle) else (middle, ceiling)
+    return ceiling
+
+
+SEEDS_LIMIT = 100
+
+
+def seeds_needed(
+    estimate: Estimate,
+    set_statistic: bool,
+    threshold: float,
+    limits: tuple[float, float] = UNBOUNDED,
+    limit: int = SEEDS_LIMIT,
+) -> int | str | None:
+    """How many seeds would decide this check under the interval rule, the effect held at its measured
+    point: the fewest n at which both parts of the interval, scaled from the measured spreads, stop
+    short of `threshold` on the point's side, on the range's scale (`RangeScale`). The bootstrap
+    part's half-width towards the threshold shrinks as √(seeds / n) (each seed's example noise and
+    the seed draws both average over n seeds), the t part is t_{0.975, n-1} · sd(seed points) / √n.
+    "> limit" where no n up to `limit` decides, "no effect measurable" where the point sits on the
+    threshold; None with fewer than 2 seeds or an undefined quantity (no seed spread to scale)."""
+    seeds = estimate.seed_points
+    if (
+        estimate.untestable
+        or seeds is None
+        or len(seeds) < 2
+        or not np.isfinite(seeds).all()
+        or not np.isfinite(estimate.point)
+    ):
+        return None
+    if estimate.point == threshold:
+        return "no effect measurable"
+    low, high = bootstrap_part(estimate, set_statistic, limits=limits)
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return None
+    scale = _scale_for(limits, estimate.point, threshold, low, high, *seeds)
+    point, low, high = (float(scale.to_z(v)) for v in (estimate.point, low, high))
+    gap = point - float(scale.to_z(threshold))
+    towards = max(0.0, point - low if gap > 0 else high - point)
+    spread, now = float(np.std(scale.to_z(seeds), ddof=1)), len(seeds)
+    for n in range(2, limit + 1):
+        t_half = float(student_t.ppf(0.975, n - 1)) * spread / math.sqrt(n)
+        if max(towards * math.sqrt(now / n), t_half) < abs(gap):
+            return n
+    return f"> {limit}"
+
+
+def method(set_statistic: bool, seeds: int, replicates: int, splits: int = 0) -> str:
+    over = f"{seeds} seeds, then examples (hierarchical)" if seeds > 1 else "examples (one seed)"
+    if set_statistic and splits:
+        text = (
+            f"centred percentile bootstrap, {replicates} resamples over {over}, "
+            f"widened to the spread of {splits} split halves where wider"
+        )
+    elif set_statistic:
+        text = f"centred percentile bootstrap, {replicates} resamples over {over}"
+    else:
+        text = f"percentile bootstrap, {replicates} resamples over {over}"
+    return text + (f"; widened to the t interval of the {seeds} seeds' own values where wider" if seeds > 1 else "")

@@ -1,0 +1,220 @@
+"""One series' trajectories, point estimates and bootstrap replicates, from its checkpoint records.
+
+Every replicate row r uses row r of `resample_weights(examples, bootstrap)` at every checkpoint of
+every series, so a MoE and a dense series of one seed (one token stream, one evaluation set) are
+resampled identically and their difference is paired; likewise split s of `split_half_weights`.
+A set statistic θ (J_stab, R_t) also gets its split-half deviations (θ(A_s) - θ(B_s)) / √2 over
+the splits into halves A_s, B_s (see lpi_core.metrics.centred_percentile_interval). S_t is read
+from `st_<kind>` where a record holds it (mean |I|), else from the signed scores (|mean I|).
+All reductions are numpy float64.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from claims.statistics.intervals import Estimate
+from lpi_core.metrics import (
+    ablation_drop,
+    complement_means,
+    jaccard_rows,
+    knowledge_onset,
+    positive_gain_concentration_rows,
+    resample_weights,
+    top_fraction_mask,
+)
+
+HIT_K = 10
+
+
+@dataclass
+class Trajectory:
+    """One number per checkpoint, or per consecutive pair (indexed by the pair's later step)."""
+
+    steps: list[int]
+    points: np.ndarray  # [len(steps)]
+    replicates: np.ndarray  # [R, len(steps)]
+    split_half: np.ndarray | None = None  # [S, len(steps)]: split-half deviations of a set statistic
+
+    def combined(self, idx: list[int], weights: np.ndarray, steps: list[int]) -> Estimate:
+        """The weighted sum of the points at `idx`, with the same sum of each replicate and split-half deviation."""
+        halves = None if self.split_half is None else self.split_half[:, idx] @ weights
+        return Estimate(float(self.points[idx] @ weights), self.replicates[:, idx] @ weights, steps, split_half=halves)
+
+    def as_dict(self) -> dict:
+        """Steps, point values, and each step's 2.5-97.5 percentile band of the replicates (for plots)."""
+        with warnings.catch_warnings():  # a step whose replicates are all undefined has an undefined band
+            warnings.simplefilter("ignore", RuntimeWarning)
+            low, high = (
+                np.nanpercentile(self.replicates, q, axis=0) if self.replicates.size else self.points
+                for q in (2.5, 97.5)
+            )
+        return {
+            "steps": self.steps,
+            "values": [float(v) for v in self.points],
+            "low": [float(v) for v in low],
+            "high": [float(v) for v in high],
+        }
+
+
+@dataclass
+class SeriesMeasurements:
+    family: str
+    name: str
+    seed: int
+    steps: list[int]
+    total_steps: int
+    chance: float  # HIT@10 by chance: 10 / vocabulary size
+    jstab_ffn: Trajectory
+    jstab_attn: Trajectory
+    r_ffn: Trajectory
+    r_attn: Trajectory
+    ceiling_ffn: (
+        Trajectory  # J of the top-1% sets of two disjoint halves at each checkpoint, mean over splits (no replicates)
+    )
+    ceiling_attn: Trajectory
+    r_null_ffn: (
+        Trajectory  # R_t between two disjoint halves of one checkpoint (noise alone), mean over splits (no replicates)
+    )
+    r_null_attn: Trajectory
+    profile_ffn: np.ndarray  # [checkpoints, layers]
+    profile_attn: np.ndarray
+    profile_ffn_reps: np.ndarray  # [R, checkpoints, layers]
+    profile_attn_reps: np.ndarray
+    hit: Trajectory
+    drops: dict[
+        str, Trajectory
+    ]  # HIT@10 drop per masked set: `<ablation>` (in-sample), `held-out/…`, `random/…` (ablations.py)
+    drops_at_1: dict[str, Trajectory]  # the same for HIT@1
+    units: dict[str, int]  # ffn, attn, heads, layers
+    routed_ffn: list[int]  # per checkpoint: the FFN units with a non-zero score (a MoE's routed ones)
+    onset: (
+        int | None
+    )  # the knowledge onset: the series' recorded one, else the first checkpoint with half its final HIT@10 gain
+
+    @property
+    def replicates(self) -> int:
+        return self.hit.replicates.shape[0]
+
+    def profile(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
+        return (
+            (self.profile_ffn, self.profile_ffn_reps) if kind == "ffn" else (self.profile_attn, self.profile_attn_reps)
+        )
+
+
+def _pair_trajectory(
+    steps: list[int],
+    points: list[np.ndarray],
+    reps: list[np.ndarray],
+    halves: list[tuple[np.ndarray, np.ndarray]],
+    metric,
+) -> Trajectory:
+    """metric(checkpoint t-1, checkpoint t) per consecutive pair: point, replicates, split-half deviations."""
+    pairs = lambda xs: list(zip(xs[:-1], xs[1:]))  # noqa: E731
+    stacked = lambda rows, count: np.stack(rows, 1) if rows else np.zeros((count, 0))  # noqa: E731
+    values = [metric(a[None], b[None])[0] for a, b in pairs(points)]
+    replicates = [metric(a, b) for a, b in pairs(reps)]
+    split_half = [(metric(a[0], b[0]) - metric(a[1], b[1])) / np.sqrt(2) for a, b in pairs(halves)]
+    return Trajectory(
+        steps[1:],
+        np.array(values, dtype=float),
+        stacked(replicates, reps[0].shape[0]),
+        stacked(split_half, halves[0][0].shape[0]),
+    )
+
+
+def _top_sets(points: list[np.ndarray], reps: list[np.ndarray], halves: list[tuple[np.ndarray, np.ndarray]]):
+    """The top-1% masks (S_t) of each checkpoint's point, replicates and split halves, computed once."""
+    return (
+        [top_fraction_mask(p[None])[0] for p in points],
+        [top_fraction_mask(r) for r in reps],
+        [(top_fraction_mask(a), top_fraction_mask(b)) for a, b in halves],
+    )
+
+
+def measure_series(
+    family: str, name: str, seed: int, total_steps: int, records: dict[int, dict], onset: int | None = None
+) -> SeriesMeasurements:
+    """Every trajectory of a series, with its bootstrap replicates. `onset`: the knowledge onset the
+    series recorded over all 906 prompts (a miniature series); None: found from the records' HIT@10
+    (over the run's examples, at the attributed checkpoints)."""
+    steps = sorted(records)
+    recs = [records[s] for s in steps]
+    array = lambda r, key: r[key].double().numpy()  # noqa: E731
+    n = recs[0]["hits"]["base"].numel()
+
+    def unit_arrays(key: str) -> tuple[list[np.ndarray], list[np.ndarray], list[tuple[np.ndarray, np.ndarray]]]:
+        """Points, bootstrap replicates and (A, B) split halves of `key` at every checkpoint."""
+        points = [array(r, key) for r in recs]
+        halves = [array(r, f"split_{key}") for r in recs]
+        boot = [r[f"boot_{key}"].numpy() for r in recs]  # float32: selection and gains only (memory)
+        return points, boot, [(h, complement_means(p, h, n)) for p, h in zip(points, halves)]
+
+    ffn, attn = unit_arrays("ffn"), unit_arrays("attn")
+    st_scores = lambda kind, signed: unit_arrays(f"st_{kind}") if f"st_{kind}" in recs[0] else signed  # noqa: E731
+    sets_ffn, sets_attn = _top_sets(*st_scores("ffn", ffn)), _top_sets(*st_scores("attn", attn))
+    reps = ffn[1][0].shape[0]
+    counts = resample_weights(n, reps).double().numpy()
+
+    def hit_rate(hits: str, key: str) -> tuple[np.ndarray, np.ndarray]:
+        matrix = np.stack([r[hits][key].numpy().astype(np.float64) for r in recs], 1)  # [examples, checkpoints]
+        return matrix.sum(0) / n, (counts @ matrix) / n  # sums of integers: exact in any order
+
+    def ablation_drops(hits: str) -> dict[str, Trajectory]:
+        """The relative drop of every masked set's hit rate (`hits`: HIT@10 or HIT@1) from the unmasked one."""
+        base, base_reps = hit_rate(hits, "base")
+        drops = {}
+        for key in (k for k in recs[0][hits] if k != "base"):
+            after, after_reps = hit_rate(hits, key)
+            points = np.array([ablation_drop(b, a) for b, a in zip(base, after)])
+            with np.errstate(invalid="ignore", divide="ignore"):
+                replicates = np.where(
+                    base_reps > 0, 100.0 * (base_reps - after_reps) / np.where(base_reps > 0, base_reps, 1), np.nan
+                )
+            drops[key] = Trajectory(steps, points, replicates)
+        return drops
+
+    base, base_reps = hit_rate("hits", "base")
+
+    def over_halves(halves: list[tuple[np.ndarray, np.ndarray]], metric) -> Trajectory:
+        """metric(half A, half B) at each checkpoint, averaged over the splits (NaNs left out)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            values = np.array([np.nanmean(metric(a, b)) for a, b in halves])
+        return Trajectory(steps, values, np.zeros((0, len(steps))))
+
+    chance = HIT_K / recs[0]["meta"]["vocab"]
+    return SeriesMeasurements(
+        family=family,
+        name=name,
+        seed=seed,
+        steps=steps,
+        total_steps=total_steps,
+        chance=chance,
+        jstab_ffn=_pair_trajectory(steps, *sets_ffn, jaccard_rows),
+        jstab_attn=_pair_trajectory(steps, *sets_attn, jaccard_rows),
+        r_ffn=_pair_trajectory(steps, *ffn, positive_gain_concentration_rows),
+        r_attn=_pair_trajectory(steps, *attn, positive_gain_concentration_rows),
+        ceiling_ffn=over_halves(sets_ffn[2], jaccard_rows),
+        ceiling_attn=over_halves(sets_attn[2], jaccard_rows),
+        r_null_ffn=over_halves(ffn[2], positive_gain_concentration_rows),
+        r_null_attn=over_halves(attn[2], positive_gain_concentration_rows),
+        profile_ffn=np.stack([array(r, "ffn_layer") for r in recs]),
+        profile_attn=np.stack([array(r, "attn_layer") for r in recs]),
+        profile_ffn_reps=np.stack([array(r, "boot_ffn_layer") for r in recs], 1),
+        profile_attn_reps=np.stack([array(r, "boot_attn_layer") for r in recs], 1),
+        hit=Trajectory(steps, base, base_reps),
+        drops=ablation_drops("hits"),
+        drops_at_1=ablation_drops("hits_at_1"),
+        units={
+            "ffn": int(ffn[0][0].size),
+            "attn": int(attn[0][0].size),
+            "heads": int(recs[0]["heads"].numel()),
+            "layers": int(ffn[0][0].shape[0]),
+        },
+        routed_ffn=[int(np.count_nonzero(f)) for f in ffn[0]],
+        onset=onset if onset is not None else knowledge_onset(steps, [float(v) for v in base], chance),
+    )
