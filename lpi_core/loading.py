@@ -1,7 +1,8 @@
-"""Load a causal LM (hub id + revision, or a local `save_pretrained` directory) with its adapter."""
+"""Load a causal LM (hub id + revision, a local `save_pretrained` directory, or a `.gguf` file) with its adapter."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,11 +68,14 @@ def load_model(
     hub_cache: str | Path | None = None,
     offline: bool = False,
 ) -> LanguageModel:
-    """Load model and tokenizer from a hub id at `revision`, or from a local directory in the hub's format.
+    """Load model and tokenizer from a hub id at `revision`, from a local directory in the hub's format,
+    or from a local `.gguf` file (dequantised to `dtype`; needs the `gguf` and `accelerate` packages).
 
     `hub_cache` overrides the hub cache directory; `offline` reads only what that cache holds.
     """
     name = str(name_or_path)
+    if name.endswith(".gguf"):
+        return _load_gguf(Path(name), device, dtype)
     hub = dict(revision=revision, cache_dir=None if hub_cache is None else str(hub_cache), local_files_only=offline)
     where = name if revision is None else f"{name} at revision {revision}"
     written, commit = _config_as_written(name, hub)
@@ -120,6 +124,38 @@ def transformers_bars_off() -> Iterator[None]:
     finally:
         if shown:
             hf_logging.enable_progress_bar()
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes (a .gguf checkpoint's identity: it has no hub commit)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load_gguf(path: Path, device: str | torch.device, dtype: torch.dtype) -> LanguageModel:
+    """A GGUF checkpoint, dequantised by transformers; its commit is the file's sha256."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such GGUF file; give the path of a .gguf checkpoint")
+    where = dict(gguf_file=path.name, local_files_only=True)
+    try:
+        config = AutoConfig.from_pretrained(path.parent, **where)
+        if config.model_type not in SUPPORTED_MODEL_TYPES:
+            raise UnsupportedArchitectureError(
+                f"{path}: unsupported architecture {config.model_type!r}; supported model types: "
+                f"{', '.join(SUPPORTED_MODEL_TYPES)}. Add an adapter in lpi_core/adapters/ to support it."
+            )
+        tokenizer = AutoTokenizer.from_pretrained(path.parent, **where)
+        with transformers_bars_off():
+            model = AutoModelForCausalLM.from_pretrained(path.parent, dtype=dtype, **where).to(device)
+    except ImportError as err:
+        raise CheckpointError(f"{path}: reading GGUF needs the gguf and accelerate packages ({err})") from err
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: the GGUF file cannot be read ({err}); download or convert it again") from err
+    model.eval()
+    return LanguageModel(model, tokenizer, adapter_for(model), name=str(path), commit=f"sha256:{file_digest(path)}")
 
 
 def _config_as_written(name: str, hub: dict) -> tuple[dict, str | None]:

@@ -222,8 +222,8 @@ def drop_mean(masked: str, hits: str = "HIT@10") -> Measure:
 
     def measure(m: SeriesMeasurements, ctx: Context) -> Estimate:
         chosen = ctx.scale.window(FULL_RUN)
-        if len(chosen) < 2:
-            return _untestable(m, f"{len(chosen)} usable checkpoint(s) {chosen}", chosen)
+        if not chosen:
+            return _untestable(m, f"no usable checkpoint in {FULL_RUN.name} (usable: {ctx.scale.usable})", chosen)
         t = (m.drops if hits == "HIT@10" else m.drops_at_1)[masked]
         idx = [t.steps.index(s) for s in chosen]
         with np.errstate(invalid="ignore"):

@@ -14,7 +14,7 @@ from claims.records.store import CacheWriteError, RecordStore
 from claims.records.streaming import DiskBudgetError, HubStream, parse_size, stream_records
 from claims.running.suite import FAMILIES, SuiteConfig
 from claims.statistics.measure import SeriesMeasurements, measure_series
-from claims.statistics.windows import DENSE_PAPER_END, PaperScale, paper_scale, shared_scales
+from claims.statistics.windows import DENSE_PAPER_END, PaperScale, paper_scale, run_fraction_scale, shared_scales
 from lpi_core.adapters import UnsupportedArchitectureError
 from lpi_core.data import RelationFileError
 from lpi_core.loading import CheckpointError
@@ -136,7 +136,13 @@ def scales_for(config: SuiteConfig, measured: dict[str, list[SeriesMeasurements]
     """The paper scale of every (family, seed): the paper's own steps, or the miniature mapping shared
     by the families."""
     if config.suite == "paper":
-        return {(f, m.seed): paper_scale(m.steps) for f, series in measured.items() for m in series}
+        return {
+            (f, m.seed): paper_scale(m.steps)
+            if config.local_model(f) is None
+            else run_fraction_scale(m.steps, m.total_steps)
+            for f, series in measured.items()
+            for m in series
+        }
     return shared_scales(
         onsets={f: {m.seed: m.onset for m in series} for f, series in measured.items()},
         steps={f: {m.seed: m.steps for m in series} for f, series in measured.items()},

@@ -26,8 +26,16 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "gpu", "run attribution on CUDA in bfloat16 and train the miniature there (default: CPU, float32)", False, bool
     ),
-    Option("moe-model", "--suite paper: the MoE hub repository (default allenai/OLMoE-1B-7B-0924)"),
-    Option("dense-model", "--suite paper: the dense hub repository (default allenai/OLMo-7B)"),
+    Option(
+        "moe-model",
+        "--suite paper: the MoE series, a hub repository (default allenai/OLMoE-1B-7B-0924), a local directory "
+        "of checkpoints, one checkpoint directory or a .gguf file",
+    ),
+    Option(
+        "dense-model",
+        "--suite paper: the dense series, a hub repository (default allenai/OLMo-7B), a local directory "
+        "of checkpoints, one checkpoint directory or a .gguf file",
+    ),
     Option("checkpoints", "comma-separated training steps: a subset of the series", ""),
     Option("examples", "use N of the 906 evaluation examples (a quick look)", None, int),
     Option("bootstrap", "bootstrap resamples for the 95%% intervals", 1000, int),

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from claims.fixtures.hub import hub_series
+from claims.fixtures.local import LocalSeriesError, local_series
 from claims.fixtures.miniature.build import (
     MiniatureRun,
     build_all_series,
@@ -113,7 +114,10 @@ class SuiteConfig:
         if self.preset not in PRESETS:
             raise SuiteOptionError(f"--preset {self.preset!r} is unknown; presets: {', '.join(PRESETS)}")
         if self.suite == "miniature" and (self.moe_model or self.dense_model):
-            raise SuiteOptionError("--moe-model/--dense-model choose hub repositories: use them with --suite paper")
+            raise SuiteOptionError(
+                "--moe-model/--dense-model choose the paper suite's series (a hub repository or a local path): "
+                "use them with --suite paper"
+            )
         if self.examples is not None and not 2 <= self.examples <= 906:
             raise SuiteOptionError(
                 "--examples must be between 2 (the held-out ablations score one half with the other's set) "
@@ -141,9 +145,23 @@ class SuiteConfig:
         if self.disk_budget is not None:
             if self.suite != "paper":
                 raise SuiteOptionError("--disk-budget streams hub revisions: use it with --suite paper")
+            local = [f for f in ("moe", "dense") if self.local_model(f) is not None]
+            if local:
+                raise SuiteOptionError(
+                    f"--disk-budget streams hub revisions and removes them; the {' and '.join(local)} model "
+                    "is a local path, never removed: drop --disk-budget"
+                )
             parse_size(self.disk_budget)
         if self.checkpoints and len(self.checkpoints) < 2:
             raise SuiteOptionError("--checkpoints needs at least two steps: the claims compare checkpoints")
+
+    def local_model(self, family: str) -> Path | None:
+        """The family's --moe-model/--dense-model where it names a local path (a directory or a .gguf
+        file: fixtures/local.py), None where it is a hub repository or the paper's default."""
+        source = self.moe_model if family == "moe" else self.dense_model
+        if self.suite != "paper" or not source or not Path(source).expanduser().exists():
+            return None
+        return Path(source).expanduser()
 
     @property
     def cache(self) -> Path:
@@ -248,6 +266,13 @@ class SuiteConfig:
                 for s in rotated(count, rotate)
             }
             return [self._attributed(run, built[s], families) for s in range(count)]
+        local = self.local_model(family)
+        if local is not None:
+            series = local_series(local, family)
+            missing = sorted(set(self.checkpoints) - set(series.steps))
+            if missing:
+                raise LocalSeriesError(f"{local}: no checkpoints at --checkpoints {missing}; it has {series.steps}")
+            return [series.subset(list(self.checkpoints)) if self.checkpoints else series]
         repo = self.moe_model if family == "moe" else self.dense_model
         return [hub_series(family, steps=list(self.checkpoints) or None, repo=repo, cache_dir=self.cache)]
 

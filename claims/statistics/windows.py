@@ -9,7 +9,8 @@ means the same stretch of training for both (`--dense-end end`, the default: bot
 are equally long, and the paper's step k is the same token count for both of its models). With
 `--dense-end 600k` the dense run's end maps to 600K, OLMo's last step, instead: its final,
 annealed checkpoints stand for OLMo's, and no dense checkpoint lies past 600K. Checkpoints before
-onset have no paper analogue (shown, never used). The paper suite keeps the paper's real steps.
+onset have no paper analogue (shown, never used). The paper suite keeps the paper's real steps;
+a local series (a user's run) is placed by fraction of its run.
 """
 
 from __future__ import annotations
@@ -91,6 +92,12 @@ def miniature_scale(
 def paper_scale(steps: list[int]) -> PaperScale:
     """The paper suite: its own steps; checkpoints before 10K are outside every window anyway."""
     return PaperScale(tuple(steps), tuple(float(s) for s in steps), None, "the paper's real steps")
+
+
+def run_fraction_scale(steps: list[int], total_steps: int) -> PaperScale:
+    """A local series (a user's own run): each step by its fraction of the run, the end at 1.2M."""
+    paper = tuple(PAPER_END * s / total_steps for s in steps)
+    return PaperScale(tuple(steps), paper, None, "the fraction of its run (a local series): step / run length × 1.2M")
 
 
 EARLY = Window("10K-70K", 10_000, 70_000)
