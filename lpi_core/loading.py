@@ -151,7 +151,9 @@ def _load_gguf(path: Path, device: str | torch.device, dtype: torch.dtype) -> La
         with transformers_bars_off():
             model = AutoModelForCausalLM.from_pretrained(path.parent, dtype=dtype, **where).to(device)
     except ImportError as err:
-        raise CheckpointError(f"{path}: reading GGUF needs the gguf and accelerate packages ({err})") from err
+        raise CheckpointError(
+            f"{path}: reading GGUF needs the gguf and accelerate packages: pip install 'lpi-claims[gguf]' ({err})"
+        ) from err
     except (OSError, ValueError) as err:
         raise CheckpointError(f"{path}: the GGUF file cannot be read ({err}); download or convert it again") from err
     model.eval()
