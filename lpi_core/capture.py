@@ -2,10 +2,12 @@
 
 Hook points per layer `l` (no edits to transformers):
   layer_input[l]    input of decoder layer l (the residual stream)
-  attn_output[l]    output of the attention block (added to the residual)
+  attn_output[l]    what the attention adds to the residual (through its post-norm, where there is one)
   head_values[l]    input of o_proj: per-head attention-weighted values, [heads * head_dim]
   ffn_input[l]      input of the FFN/MoE block (after its pre-norm)
-  ffn_output[l]     output of the FFN/MoE block (added to the residual)
+  ffn_output[l]     what the FFN/MoE block adds to the residual (through its post-norm, where there is one)
+  attn_post_scale[l], ffn_post_scale[l]   with sublayer post-norms (OLMo-2): 1 / sqrt(mean(y²) + eps)
+                    of the sublayer output y entering the norm, [N, L]
   router_weights[l], router_index[l]   the router's top-k weights and expert ids (MoE only)
 and once: final_residual (input of the final norm) and the model's last-position logits.
 With `positions=True` (eager attention) also
@@ -40,6 +42,8 @@ class LastPositionCapture:
     final_residual: torch.Tensor  # [N, H]
     logits: torch.Tensor  # [N, V]
     position_values: torch.Tensor | None = None  # [N, L, heads, positions, head_dim]
+    attn_post_scale: torch.Tensor | None = None  # [N, L]
+    ffn_post_scale: torch.Tensor | None = None  # [N, L]
 
 
 def _first_arg(args: tuple, kwargs: dict) -> torch.Tensor:
@@ -61,22 +65,45 @@ def _recording_hooks(
     def keep(key: str, layer: int, value: torch.Tensor) -> None:
         batch.setdefault(key, {})[layer] = at_last(value)
 
+    def keep_post_norm(key: str, layer: int, norm: torch.nn.Module) -> list:
+        """The norm's output as the sublayer's `key`, and its input's frozen scale as `key`'s post-scale."""
+        scale = key.replace("output", "post_scale")
+        return [
+            norm.register_forward_pre_hook(
+                lambda m, a, l=layer: keep(scale, l, torch.rsqrt(a[0].float().pow(2).mean(-1) + m.variance_epsilon))
+            ),
+            norm.register_forward_hook(lambda m, a, out, l=layer: keep(key, l, out)),
+        ]
+
     handles = []
     for l in range(adapter.num_layers):
         handles += [
             adapter.layers[l].register_forward_pre_hook(
                 lambda m, a, k, l=l: keep("layer_input", l, _first_arg(a, k)), with_kwargs=True
             ),
-            adapter.attention(l).register_forward_hook(lambda m, a, out, l=l: keep("attn_output", l, out[0])),
             adapter.o_proj(l).register_forward_pre_hook(lambda m, a, l=l: keep("head_values", l, a[0])),
             adapter.mlp(l).register_forward_pre_hook(
                 lambda m, a, k, l=l: keep("ffn_input", l, _first_arg(a, k)), with_kwargs=True
             ),
-            adapter.mlp(l).register_forward_hook(lambda m, a, out, l=l: keep("ffn_output", l, out)),
         ]
+        attn_norm, ffn_norm = adapter.attn_post_norm(l), adapter.ffn_post_norm(l)
+        handles += (
+            keep_post_norm("attn_output", l, attn_norm)
+            if attn_norm is not None
+            else [adapter.attention(l).register_forward_hook(lambda m, a, out, l=l: keep("attn_output", l, out[0]))]
+        )
+        handles += (
+            keep_post_norm("ffn_output", l, ffn_norm)
+            if ffn_norm is not None
+            else [adapter.mlp(l).register_forward_hook(lambda m, a, out, l=l: keep("ffn_output", l, out))]
+        )
         if positions:
             # v_proj's output itself (not a copy): an in-place clamp of the values (OLMo's clip_qkv) shows in it
-            handles.append(adapter.v_proj(l).register_forward_hook(lambda m, a, out, l=l: values.__setitem__(l, out)))
+            handles.append(
+                adapter.v_proj(l).register_forward_hook(
+                    lambda m, a, out, l=l: values.__setitem__(l, adapter.value_states(out))
+                )
+            )
             handles.append(
                 adapter.attention(l).register_forward_hook(
                     lambda m, a, out, l=l: batch.setdefault("position_values", {}).__setitem__(
@@ -239,6 +266,8 @@ def capture_last_position(
         final_residual=torch.cat(record["final_residual"][-1])[restore],
         logits=logits,
         position_values=stacked("position_values"),
+        attn_post_scale=stacked("attn_post_scale"),
+        ffn_post_scale=stacked("ffn_post_scale"),
     )
 
 

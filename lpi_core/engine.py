@@ -196,28 +196,45 @@ def _layer_scores(
     n, heads, head_dim = captured.layer_input.shape[0], adapter.num_heads, adapter.head_dim
     x_in = captured.layer_input[:, l].to(device)
     attn_out = captured.attn_output[:, l].to(device)
-    z_attn, d_attn = proj.logits(x_in), proj.logits(attn_out)
-    z_ffn = z_attn + d_attn  # proj is linear: proj(x_in + attn_out), one vocabulary projection saved
+    z_attn, d_attn = proj.base_logits(x_in), proj.logits(attn_out)
+    # proj is linear: proj(x_in + attn_out), one vocabulary projection saved; a parallel FFN reads x_in itself
+    z_ffn = z_attn if adapter.parallel_residual else z_attn + d_attn
     scores = {
         "attn_layer": log_prob_increase(z_attn, d_attn, w),
         "ffn_layer": log_prob_increase(z_ffn, proj.logits(captured.ffn_output[:, l].to(device)), w),
     }
     at_attn, at_ffn = (scores_at(mode, proj, z, w, max_elements, fused) for z in (z_attn, z_ffn))
-    w_o = adapter.o_proj(l).weight.detach().float()  # [hidden, heads * head_dim]
+    attn_gain, attn_weight = _frozen_post_norm(adapter.attn_post_norm(l), captured.attn_post_scale, l, x_in)
+    ffn_gain, ffn_weight = _frozen_post_norm(adapter.ffn_post_norm(l), captured.ffn_post_scale, l, x_in)
+    w_o = adapter.o_proj(l).weight.detach().float() * attn_weight[:, None]  # [hidden, heads * head_dim]
+    attn_scale = proj.scale * attn_gain
     values = captured.head_values[:, l].to(device)  # [N, heads * head_dim]
     scores["heads"] = at_attn.vectors(
         torch.einsum("nhd,ehd->nhe", values.view(n, heads, head_dim), w_o.view(-1, heads, head_dim))
+        * attn_gain[:, None, None]
     )
-    scores["attn"] = _attention_neuron_scores(captured, l, values, proj.scale, w_o, at_attn).view(n, heads, head_dim)
-    scores["ffn"] = _ffn_neuron_scores(adapter, captured, l, proj.scale, at_ffn)
+    scores["attn"] = _attention_neuron_scores(captured, l, values, attn_scale, w_o, at_attn).view(n, heads, head_dim)
+    ffn_scale = proj.scale * ffn_gain
+    scores["ffn"] = _ffn_neuron_scores(adapter, captured, l, ffn_scale, ffn_weight, at_ffn)
     scores["shared_ffn"] = None
     if adapter.shared_ffn_dim is not None:
         weights, gate = adapter.shared_expert(l)
         x = captured.ffn_input[:, l].to(device)
         g = torch.sigmoid(gate(x.to(gate.weight.dtype)).float())  # [N, 1]
-        coeff = (g * proj.scale[:, None]) * weights.coefficients(x, 0).float()
-        scores["shared_ffn"] = at_ffn.neurons(coeff, weights.down[0].T)
+        coeff = (g * ffn_scale[:, None]) * weights.coefficients(x, 0).float()
+        scores["shared_ffn"] = at_ffn.neurons(coeff, weights.down[0].T * ffn_weight)
     return {name: None if v is None else v.cpu() for name, v in scores.items()}
+
+
+def _frozen_post_norm(
+    norm: torch.nn.Module | None, post_scale: torch.Tensor | None, layer: int, like: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A sublayer post-norm frozen at its input's statistics: u = g ⊙ v · s_b (adapters/olmo2.py), as
+    the per-example gain s [N] and the weight g [hidden]; without a post-norm, ones (u = v, the same bits).
+    `like`: the layer's residuals [N, hidden]."""
+    if norm is None:
+        return like.new_ones(like.shape[0]), like.new_ones(like.shape[1])
+    return post_scale[:, layer].to(like.device), norm.weight.detach().float().to(like.device)
 
 
 def _attention_neuron_scores(
@@ -241,9 +258,15 @@ def _attention_neuron_scores(
 
 
 def _ffn_neuron_scores(
-    adapter: Adapter, captured: LastPositionCapture, layer: int, scale: torch.Tensor, at_ffn: ExactScores
+    adapter: Adapter,
+    captured: LastPositionCapture,
+    layer: int,
+    scale: torch.Tensor,
+    column_weight: torch.Tensor,
+    at_ffn: ExactScores,
 ) -> torch.Tensor:
-    """[N, experts, ffn_dim] scores of layer `layer`'s FFN neurons; unselected experts score 0."""
+    """[N, experts, ffn_dim] scores of layer `layer`'s FFN neurons (each down column times `column_weight`,
+    a frozen post-norm's g); unselected experts score 0."""
     device = scale.device
     weights = adapter.ffn_weights(layer)
     x = captured.ffn_input[:, layer].to(device)
@@ -260,5 +283,5 @@ def _ffn_neuron_scores(
         if rows.numel() == 0:
             continue
         coeff = (gate * scale[rows])[:, None] * weights.coefficients(x[rows], e).float()
-        out[rows.cpu(), e] = at_ffn.neurons(coeff, weights.down[e].T, rows).cpu()
+        out[rows.cpu(), e] = at_ffn.neurons(coeff, weights.down[e].T * column_weight, rows).cpu()
     return out

@@ -9,9 +9,11 @@ import pytest
 import torch
 from transformers import (
     AutoModelForCausalLM,
+    GPTNeoXConfig,
     LlamaConfig,
     MistralConfig,
     MixtralConfig,
+    Olmo2Config,
     OlmoConfig,
     OlmoeConfig,
     Qwen2Config,
@@ -35,6 +37,14 @@ COMMON = dict(
 CONFIGS = {
     "olmoe": lambda v: OlmoeConfig(vocab_size=v, num_experts=4, num_experts_per_tok=2, **COMMON),
     "olmo": lambda v: OlmoConfig(vocab_size=v, **COMMON),
+    "olmo2": lambda v: Olmo2Config(vocab_size=v, **COMMON),
+    "gpt_neox": lambda v: GPTNeoXConfig(
+        vocab_size=v,
+        **{k: x for k, x in COMMON.items() if k != "num_key_value_heads"},
+        rotary_pct=0.5,
+        bos_token_id=0,
+        eos_token_id=0,
+    ),
     "llama": lambda v: LlamaConfig(vocab_size=v, **COMMON),
     "mistral": lambda v: MistralConfig(vocab_size=v, **COMMON),
     "qwen2": lambda v: Qwen2Config(vocab_size=v, **COMMON),
@@ -50,6 +60,8 @@ CONFIGS = {
 }
 FAMILIES = tuple(CONFIGS)
 MOE_FAMILIES = ("olmoe", "mixtral", "qwen2_moe")
+# families whose biases and norm gains start at 0 and 1: drawn at random here, so that a test would see one dropped
+RANDOM_NORMS_AND_BIASES = ("olmo2", "gpt_neox")
 
 
 @functools.cache
@@ -71,6 +83,13 @@ def tiny_lm(family: str, seed: int = 0) -> LanguageModel:
     config.bos_token_id = config.eos_token_id = tok.eos_token_id
     config.pad_token_id = tok.pad_token_id
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    if family in RANDOM_NORMS_AND_BIASES:
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.endswith("bias"):
+                    p.normal_(0.0, 0.3)
+                elif "norm" in name:
+                    p.uniform_(0.5, 1.5)
     return wrap_model(model, tok, name=f"tiny-{family}")
 
 

@@ -44,13 +44,14 @@ def test_masked_head_equals_zeroed_o_proj_input_by_hand(family):
     torch.testing.assert_close(logits(lm), before)  # the mask is gone after the block
 
 
-@pytest.mark.parametrize("family", ["olmo", "llama"])
+@pytest.mark.parametrize("family", ["olmo", "llama", "olmo2", "gpt_neox"])
 def test_masked_dense_neuron_equals_zero_coefficient(family):
     lm = tiny_lm(family)
     layer, neuron = 0, 5
     with masked(lm, ffn=[(layer, 0, neuron)]):
         hooked = logits(lm)
-    down = lm.adapter.mlp(layer).down_proj
+    mlp = lm.adapter.mlp(layer)
+    down = mlp.dense_4h_to_h if family == "gpt_neox" else mlp.down_proj
 
     def zero_coefficient(module, args):
         m = args[0].clone()

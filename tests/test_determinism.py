@@ -38,7 +38,7 @@ def threads():
     torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("family", ["olmoe", "olmo", "qwen2_moe"])
+@pytest.mark.parametrize("family", ["olmoe", "olmo", "qwen2_moe", "olmo2", "gpt_neox"])
 def test_capture_and_scores_are_bit_identical_with_one_and_two_threads(family, threads):
     lm = tiny_lm(family)
     prompts, answers = facts(300)

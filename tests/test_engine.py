@@ -76,9 +76,16 @@ def test_unselected_experts_score_zero(family):
     assert (scores.ffn[selected].abs().sum(-1) > 0).all()
 
 
+def _post_norm(norm, y, scale):
+    """A sublayer post-norm (OLMo-2) frozen at `scale`, by hand: g ⊙ y · s; y itself without one."""
+    return y if norm is None else norm.weight * y * scale[:, None]
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_capture_decomposes_the_forward_pass(family):
-    """Residual bookkeeping, unit vectors summing to block outputs, and proj(x_L) == the model's logits."""
+    """Residual bookkeeping, unit vectors (plus the blocks' output biases, through a frozen
+    post-norm where there is one) summing to block outputs, and the frozen projection of x_L
+    equal to the model's logits."""
     lm = tiny_lm(family)
     adapter = lm.adapter
     captured = capture_last_position(lm, encode_prompts(lm.tokenizer, PROMPTS[:5]), batch_size=2)
@@ -92,10 +99,20 @@ def test_capture_decomposes_the_forward_pass(family):
         c.final_residual, c.layer_input[:, last] + c.attn_output[:, last] + c.ffn_output[:, last]
     )
     proj = FrozenProjection.from_final_residual(adapter, c.final_residual)
-    torch.testing.assert_close(proj.logits(c.final_residual), c.logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(proj.base_logits(c.final_residual), c.logits, atol=1e-4, rtol=1e-4)
+    has_post_norms = adapter.attn_post_norm(0) is not None
+    assert (c.attn_post_scale is not None) == (c.ffn_post_scale is not None) == has_post_norms == (family == "olmo2")
     for l in range(adapter.num_layers):
+        o_bias = 0 if adapter.o_proj(l).bias is None else adapter.o_proj(l).bias
         heads_sum = c.head_values[:, l] @ adapter.o_proj(l).weight.T
-        torch.testing.assert_close(heads_sum, c.attn_output[:, l], atol=1e-5, rtol=1e-4)
+        attn_norm, ffn_norm = adapter.attn_post_norm(l), adapter.ffn_post_norm(l)
+        if has_post_norms:  # the frozen scale is the real sublayer output's
+            expected = torch.rsqrt((heads_sum + o_bias).pow(2).mean(-1) + attn_norm.variance_epsilon)
+            torch.testing.assert_close(c.attn_post_scale[:, l], expected)
+        attn_scale = None if c.attn_post_scale is None else c.attn_post_scale[:, l]
+        torch.testing.assert_close(
+            _post_norm(attn_norm, heads_sum + o_bias, attn_scale), c.attn_output[:, l], atol=1e-5, rtol=1e-4
+        )
         weights, x = adapter.ffn_weights(l), c.ffn_input[:, l]
         total = torch.zeros_like(x)
         for b in range(x.shape[0]):
@@ -109,7 +126,10 @@ def test_capture_decomposes_the_forward_pass(family):
         if adapter.shared_expert(l) is not None:
             sw, gate = adapter.shared_expert(l)
             total += torch.sigmoid(gate(x)) * (sw.coefficients(x, 0) @ sw.down[0].T)
-        torch.testing.assert_close(total, c.ffn_output[:, l], atol=1e-5, rtol=1e-4)
+        if family == "gpt_neox":
+            total += adapter.mlp(l).dense_4h_to_h.bias
+        ffn_scale = None if c.ffn_post_scale is None else c.ffn_post_scale[:, l]
+        torch.testing.assert_close(_post_norm(ffn_norm, total, ffn_scale), c.ffn_output[:, l], atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("family", ["olmoe", "olmo"])
@@ -174,7 +194,7 @@ def test_neuron_lpi_survives_extreme_logits(fused):
     torch.testing.assert_close(neuron_lpi(base, coeff, images, target, fused=fused), explicit)
 
 
-@pytest.mark.parametrize("family", ["olmoe", "olmo", "qwen2_moe", "llama", "olmo-clip"])
+@pytest.mark.parametrize("family", ["olmoe", "olmo", "qwen2_moe", "llama", "olmo-clip", "olmo2", "gpt_neox"])
 def test_position_terms_sum_to_the_heads_values(family):
     """Each source position's term (attention weight × value, GQA heads repeated) sums to o_proj's
     input; nothing past a prompt's end; OLMo's in-place value clipping included (clip_qkv)."""
@@ -200,7 +220,7 @@ def test_position_terms_sum_to_the_heads_values(family):
         assert not torch.allclose(unclipped.head_values, each.head_values, atol=1e-3)
 
 
-@pytest.mark.parametrize("family", ["olmoe", "olmo", "qwen2_moe"])
+@pytest.mark.parametrize("family", ["olmoe", "olmo", "qwen2_moe", "olmo2", "gpt_neox"])
 def test_per_position_attention_scores_equal_reference(family):
     lm = tiny_lm(family)
     prompts, answers = PROMPTS[SAMPLE], ANSWERS[SAMPLE]
@@ -214,3 +234,53 @@ def test_per_position_attention_scores_equal_reference(family):
     assert (each.attn - summed.attn).abs().max() > 1e-3, "the two readings should differ"
     with pytest.raises(ValueError, match="attn_positions must be one of"):
         attribute(lm, prompts[:1], target_ids=targets[:1], attn_positions="mean")
+
+
+def test_sequential_gpt_neox_scores_equal_reference():
+    """GPT-NeoX with `use_parallel_residual=False`: the FFN is then scored at h + attn, as in Llama."""
+    lm = tiny_lm("gpt_neox")
+    lm.model.config.use_parallel_residual = False
+    for layer in lm.adapter.layers:
+        layer.use_parallel_residual = False
+    assert not lm.adapter.parallel_residual
+    prompts, answers = PROMPTS[SAMPLE], ANSWERS[SAMPLE]
+    captured = capture_last_position(lm, encode_prompts(lm.tokenizer, prompts), batch_size=4)
+    targets = target_token_ids(lm.tokenizer, answers)
+    fast, ref = score_capture(lm.adapter, captured, targets), reference_scores(lm, captured, targets)
+    for name in ("ffn", "attn", "heads", "ffn_layer", "attn_layer"):
+        torch.testing.assert_close(getattr(fast, name), getattr(ref, name), atol=1e-4, rtol=1e-4, msg=name)
+    parallel = tiny_lm("gpt_neox")
+    assert parallel.adapter.parallel_residual
+    other = score_capture(
+        parallel.adapter, capture_last_position(parallel, encode_prompts(lm.tokenizer, prompts)), targets
+    )
+    assert not torch.allclose(other.ffn_layer, fast.ffn_layer, atol=1e-3)  # the two wirings are different models
+
+
+def test_olmo2_neuron_lpi_by_hand():
+    """One OLMo-2 FFN neuron's Gated-LPI by hand: its vector m · down[:, i] through the post-norm frozen
+    at the FFN output's own RMS, added to the residual after attention, through the frozen final norm."""
+    lm = tiny_lm("olmo2")
+    adapter, layer, neuron = lm.adapter, 1, 7
+    prompt, answer = PROMPTS[3], ANSWERS[3]
+    target = int(target_token_ids(lm.tokenizer, [answer])[0])
+    scores = attribute(lm, [prompt], target_ids=[target], reduce="none")
+    captured = capture_last_position(lm, encode_prompts(lm.tokenizer, [prompt]))
+    block = adapter.layers[layer]
+    x = captured.ffn_input[0, layer]  # OLMo-2 has no pre-norm: the residual after attention
+    torch.testing.assert_close(x, captured.layer_input[0, layer] + captured.attn_output[0, layer])
+    m = torch.nn.functional.silu(block.mlp.gate_proj.weight @ x) * (block.mlp.up_proj.weight @ x)
+    y = block.mlp.down_proj.weight @ m
+    post = block.post_feedforward_layernorm
+    u = (
+        post.weight
+        * m[neuron]
+        * block.mlp.down_proj.weight[:, neuron]
+        / torch.sqrt(y.pow(2).mean() + post.variance_epsilon)
+    )
+    x_final, final = captured.final_residual[0], lm.model.model.norm
+    frozen = lambda v: final.weight * v / torch.sqrt(x_final.pow(2).mean() + final.variance_epsilon)  # noqa: E731
+    logp = lambda v: torch.log_softmax(lm.model.lm_head.weight @ frozen(v), -1)[target]  # noqa: E731
+    by_hand = logp(x + u) - logp(x)
+    torch.testing.assert_close(scores.ffn[0, layer, 0, neuron], by_hand, atol=1e-5, rtol=1e-4)
+    assert abs(by_hand) > 1e-3

@@ -55,7 +55,7 @@ def test_every_family_gets_its_adapter(family):
 
 def test_unsupported_architecture_names_the_supported_ones(tmp_path):
     model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=len(tokenizer())))
-    with pytest.raises(UnsupportedArchitectureError, match="gpt2.*olmoe, olmo, llama"):
+    with pytest.raises(UnsupportedArchitectureError, match="gpt2.*olmoe, olmo, olmo2, olmo3, llama.*gpt_neox"):
         wrap_model(model, tokenizer())
     model.save_pretrained(tmp_path)
     with pytest.raises(UnsupportedArchitectureError, match="supported model types") as err:

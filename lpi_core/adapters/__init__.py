@@ -5,13 +5,23 @@ from __future__ import annotations
 from torch import nn
 
 from .base import Adapter, FFNWeights
+from .gpt_neox import GptNeoxAdapter
 from .llama import LlamaAdapter
 from .mixtral import MixtralAdapter
 from .olmo import OlmoAdapter
+from .olmo2 import Olmo2Adapter
 from .olmoe import OlmoeAdapter
 from .qwen2_moe import Qwen2MoeAdapter
 
-ADAPTERS: tuple[type[Adapter], ...] = (OlmoeAdapter, OlmoAdapter, LlamaAdapter, MixtralAdapter, Qwen2MoeAdapter)
+ADAPTERS: tuple[type[Adapter], ...] = (
+    OlmoeAdapter,
+    OlmoAdapter,
+    Olmo2Adapter,
+    LlamaAdapter,
+    MixtralAdapter,
+    Qwen2MoeAdapter,
+    GptNeoxAdapter,
+)
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(t for a in ADAPTERS for t in a.model_types)
 
 

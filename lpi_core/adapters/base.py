@@ -17,20 +17,27 @@ from torch import nn
 
 @dataclass(frozen=True)
 class FFNWeights:
-    """A gated FFN as stacked experts: `down[e] @ (act(gate[e] @ x) * (up[e] @ x))`.
+    """An FFN as stacked experts: gated `down[e] @ (act(gate[e] @ x) * (up[e] @ x))`, or with `up`
+    None the plain `down[e] @ act(gate[e] @ x + gate_bias[e])` (GPT-NeoX). A bias of `down` is not
+    a neuron's: it is part of the block's output, never of a neuron's vector.
 
-    gate, up: [experts, ffn_dim, hidden]; down: [experts, hidden, ffn_dim]. Dense FFNs have one expert.
+    gate, up: [experts, ffn_dim, hidden]; gate_bias: [experts, ffn_dim]; down: [experts, hidden, ffn_dim].
+    Dense FFNs have one expert.
     """
 
     gate: torch.Tensor
-    up: torch.Tensor
+    up: torch.Tensor | None
     down: torch.Tensor
     act: Callable[[torch.Tensor], torch.Tensor]
+    gate_bias: torch.Tensor | None = None
 
     def coefficients(self, x: torch.Tensor, expert: int) -> torch.Tensor:
-        """Neuron coefficients `m = act(gate x) * (up x)` of one expert, x: [..., hidden] -> [..., ffn_dim]."""
+        """Neuron coefficients `m` of one expert (each down column's factor), x: [..., hidden] -> [..., ffn_dim]."""
         x = x.to(self.gate.dtype)
-        return self.act(x @ self.gate[expert].T) * (x @ self.up[expert].T)
+        pre = x @ self.gate[expert].T
+        if self.gate_bias is not None:
+            pre = pre + self.gate_bias[expert]
+        return self.act(pre) if self.up is None else self.act(pre) * (x @ self.up[expert].T)
 
 
 class Adapter:
@@ -40,6 +47,7 @@ class Adapter:
     model_types: ClassVar[tuple[str, ...]]
     final_norm_kind: ClassVar[Literal["rms", "layernorm"]] = "rms"
     is_moe: ClassVar[bool] = False
+    value_module_name: ClassVar[str] = "v_proj"
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
@@ -68,8 +76,25 @@ class Adapter:
         return self.layers[layer].self_attn.o_proj
 
     def v_proj(self, layer: int) -> nn.Linear:
-        """The value projection: its output [B, T, kv_heads * head_dim] holds each position's values."""
-        return self.layers[layer].self_attn.v_proj
+        """The projection whose output holds each position's values (`value_states` reads them)."""
+        return getattr(self.attention(layer), self.value_module_name)
+
+    def value_states(self, output: torch.Tensor) -> torch.Tensor:
+        """Each position's values from `v_proj`'s output: [B, T, kv_heads * head_dim]."""
+        return output
+
+    @property
+    def parallel_residual(self) -> bool:
+        """Attention and FFN both read the layer input and both add to it (GPT-NeoX, GPT-J)."""
+        return False
+
+    def attn_post_norm(self, layer: int) -> nn.Module | None:
+        """An RMSNorm applied to the attention output before it enters the residual (OLMo-2), or None."""
+        return None
+
+    def ffn_post_norm(self, layer: int) -> nn.Module | None:
+        """An RMSNorm applied to the FFN output before it enters the residual (OLMo-2), or None."""
+        return None
 
     def mlp(self, layer: int) -> nn.Module:
         """The FFN/MoE block: its input is the normed residual, its output is added to the residual."""
@@ -105,9 +130,18 @@ class Adapter:
         return self.final_norm.variance_epsilon
 
     @property
+    def final_norm_bias(self) -> torch.Tensor | None:
+        """The final norm's additive bias β (LayerNorm with bias), or None."""
+        return None
+
+    @property
+    def lm_head(self) -> nn.Linear:
+        return self.model.get_output_embeddings()
+
+    @property
     def unembedding(self) -> torch.Tensor:
         """W_U: [vocab, hidden]."""
-        return self.model.lm_head.weight
+        return self.lm_head.weight
 
     @property
     def num_experts(self) -> int:
