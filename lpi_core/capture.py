@@ -65,9 +65,8 @@ def _recording_hooks(
     def keep(key: str, layer: int, value: torch.Tensor) -> None:
         batch.setdefault(key, {})[layer] = at_last(value)
 
-    def keep_post_norm(key: str, layer: int, norm: torch.nn.Module) -> list:
-        """The norm's output as the sublayer's `key`, and its input's frozen scale as `key`'s post-scale."""
-        scale = key.replace("output", "post_scale")
+    def keep_post_norm(key: str, scale: str, layer: int, norm: torch.nn.Module) -> list:
+        """The norm's output as the sublayer's `key`, and its input's frozen scale as `scale`."""
         return [
             norm.register_forward_pre_hook(
                 lambda m, a, l=layer: keep(scale, l, torch.rsqrt(a[0].float().pow(2).mean(-1) + m.variance_epsilon))
@@ -88,12 +87,12 @@ def _recording_hooks(
         ]
         attn_norm, ffn_norm = adapter.attn_post_norm(l), adapter.ffn_post_norm(l)
         handles += (
-            keep_post_norm("attn_output", l, attn_norm)
+            keep_post_norm("attn_output", "attn_post_scale", l, attn_norm)
             if attn_norm is not None
             else [adapter.attention(l).register_forward_hook(lambda m, a, out, l=l: keep("attn_output", l, out[0]))]
         )
         handles += (
-            keep_post_norm("ffn_output", l, ffn_norm)
+            keep_post_norm("ffn_output", "ffn_post_scale", l, ffn_norm)
             if ffn_norm is not None
             else [adapter.mlp(l).register_forward_hook(lambda m, a, out, l=l: keep("ffn_output", l, out))]
         )

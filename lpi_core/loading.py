@@ -88,11 +88,7 @@ def load_model(
             f"{where}: no loadable checkpoint ({err}). Give a local directory written by save_pretrained, "
             "or a hub id with an existing revision (download it first when offline)."
         ) from err
-    if config.model_type not in SUPPORTED_MODEL_TYPES:
-        raise UnsupportedArchitectureError(
-            f"{name}: unsupported architecture {config.model_type!r}; supported model types: "
-            f"{', '.join(SUPPORTED_MODEL_TYPES)}. Add an adapter in lpi_core/adapters/ to support it."
-        )
+    _check_supported(name, config.model_type)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, **hub)
         with transformers_bars_off():  # a bar per checkpoint loaded is noise in a run that loads hundreds
@@ -135,27 +131,40 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _load_gguf(path: Path, device: str | torch.device, dtype: torch.dtype) -> LanguageModel:
-    """A GGUF checkpoint, dequantised by transformers; its commit is the file's sha256."""
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such GGUF file; give the path of a .gguf checkpoint")
-    where = dict(gguf_file=path.name, local_files_only=True)
+def _check_supported(where: str, model_type: str) -> None:
+    """Refuse, before any weights load, an architecture with no adapter (naming the supported ones)."""
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise UnsupportedArchitectureError(
+            f"{where}: unsupported architecture {model_type!r}; supported model types: "
+            f"{', '.join(SUPPORTED_MODEL_TYPES)}. Add an adapter in lpi_core/adapters/ to support it."
+        )
+
+
+@contextmanager
+def _gguf_errors(path: Path) -> Iterator[None]:
+    """Reading a GGUF file: a missing package or an unreadable file as a CheckpointError naming the fix."""
     try:
-        config = AutoConfig.from_pretrained(path.parent, **where)
-        if config.model_type not in SUPPORTED_MODEL_TYPES:
-            raise UnsupportedArchitectureError(
-                f"{path}: unsupported architecture {config.model_type!r}; supported model types: "
-                f"{', '.join(SUPPORTED_MODEL_TYPES)}. Add an adapter in lpi_core/adapters/ to support it."
-            )
-        tokenizer = AutoTokenizer.from_pretrained(path.parent, **where)
-        with transformers_bars_off():
-            model = AutoModelForCausalLM.from_pretrained(path.parent, dtype=dtype, **where).to(device)
+        yield
     except ImportError as err:
         raise CheckpointError(
             f"{path}: reading GGUF needs the gguf and accelerate packages: pip install 'lpi-claims[gguf]' ({err})"
         ) from err
     except (OSError, ValueError) as err:
         raise CheckpointError(f"{path}: the GGUF file cannot be read ({err}); download or convert it again") from err
+
+
+def _load_gguf(path: Path, device: str | torch.device, dtype: torch.dtype) -> LanguageModel:
+    """A GGUF checkpoint, dequantised by transformers; its commit is the file's sha256."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such GGUF file; give the path of a .gguf checkpoint")
+    where = dict(gguf_file=path.name, local_files_only=True)
+    with _gguf_errors(path):
+        config = AutoConfig.from_pretrained(path.parent, **where)
+    _check_supported(str(path), config.model_type)  # outside the handler: the error is a ValueError too
+    with _gguf_errors(path):
+        tokenizer = AutoTokenizer.from_pretrained(path.parent, **where)
+        with transformers_bars_off():
+            model = AutoModelForCausalLM.from_pretrained(path.parent, dtype=dtype, **where).to(device)
     model.eval()
     return LanguageModel(model, tokenizer, adapter_for(model), name=str(path), commit=f"sha256:{file_digest(path)}")
 
