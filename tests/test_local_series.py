@@ -135,6 +135,13 @@ def test_the_paper_suite_runs_offline_on_a_local_directory_to_a_report(tmp_path)
     assert dense["name"] == str(run) and [c["step"] for c in dense["series"][0]["checkpoints"]] == [1000, 2000, 4000]
     assert payload["trajectories"]["dense"][0]["steps"] == [1000, 2000, 4000]
     checks = {c["label"]: c for claim in payload["claims"] for c in claim["checks"]}
-    assert checks["HIT@10 drop, top10-heads masked (held-out)"]["verdict"] != "not testable"
-    assert "fraction of its run" in (tmp_path / "report" / "claims.md").read_text()
+    top10 = checks["HIT@10 drop, top10-heads masked (held-out)"]
+    assert top10["verdict"] != "not testable"
+    alone = payload["context"]["one_model"]  # the contrasts' numbers for the dense model alone, no verdict
+    assert set(alone) == {t for t in EVERY_TEST - DENSE_TESTS if t.endswith("-contrast")}
+    assert alone["ablate-top10-heads-contrast"]["dense"][top10["label"]]["value"] == top10["value"]
+    r_ffn = alone["ffn-concentration-contrast"]["dense"]["FFN R_t 10K-end"]
+    assert 0 < r_ffn["value"] < 1 and r_ffn["interval"][0] <= r_ffn["value"] <= r_ffn["interval"][1]
+    text = (tmp_path / "report" / "claims.md").read_text()
+    assert "fraction of its run" in text and "ffn-concentration-contrast, the dense model alone" in text
     assert_nothing_half_written(tmp_path / "cache", tmp_path / "report")

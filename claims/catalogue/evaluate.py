@@ -158,6 +158,29 @@ def reported_quantities(
     return out
 
 
+def one_model(
+    claim: Claim,
+    family: str,
+    measured: dict[str, list[SeriesMeasurements]],
+    scales: dict[tuple[str, int], PaperScale],
+    rho_pairs: str = "consecutive",
+    margin: float = 0.05,
+) -> dict[str, dict]:
+    """A contrast's numbers for `family` alone, where the other model is not measured (no verdict):
+    label -> value, interval and shown, for each contrast check's quantity and each reported one;
+    a quantity the series cannot give has its reason in `untestable`."""
+    by_seed = {m.seed: m for m in measured[family]}
+    contexts = {key: Context(scale, rho_pairs, margin) for key, scale in scales.items()}
+    out: dict[str, dict] = {}
+    for quantity in [c.quantity for c in claim.checks_for("contrast")] + list(claim.reported):
+        pooled = pool([quantity.measure(m, contexts[(family, s)]) for s, m in sorted(by_seed.items())])
+        if pooled.untestable:
+            out[quantity.label] = {"untestable": pooled.untestable, "shown": f"not testable: {pooled.untestable}"}
+        else:
+            out[quantity.label] = _magnitude(quantity, pooled)
+    return out
+
+
 def controls(
     claim: Claim,
     family: str,

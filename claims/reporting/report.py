@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from claims.catalogue.evaluate import ClaimResult, evaluate, families_of
+from claims.catalogue.evaluate import ClaimResult, evaluate, families_of, one_model
 from claims.catalogue.multiplicity import adjust
 from claims.catalogue.paper import CLAIMS
 from claims.fixtures.miniature.build import MiniatureRun
@@ -36,6 +36,22 @@ def evaluate_all(
     ]
 
 
+def one_model_numbers(
+    config: SuiteConfig, measured: dict[str, list[SeriesMeasurements]], scales: dict, test_ids: set[str]
+) -> dict[str, dict[str, dict]]:
+    """Contrast tests in `test_ids` with one model measured: test id -> that family -> one_model's numbers."""
+    out: dict[str, dict[str, dict]] = {}
+    present = [f for f in families_of("contrast") if f in measured]
+    if len(present) != 1:
+        return out
+    for claim in CLAIMS:
+        if "contrast" in claim.sides and f"{claim.id}-contrast" in test_ids:
+            out[f"{claim.id}-contrast"] = {
+                present[0]: one_model(claim, present[0], measured, scales, config.rho_pairs, config.margin)
+            }
+    return out
+
+
 def build_report(
     config: SuiteConfig,
     measured: dict[str, list[SeriesMeasurements]],
@@ -59,6 +75,7 @@ def build_report(
         "machine": numeric_environment(),
         "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "not_measured": not_measured or {},
+        "one_model": one_model_numbers(config, measured, scales, set(not_measured or {})),
     }
     out = Path(config.report_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -186,6 +186,10 @@ def markdown(results: Sequence[ClaimResult], context: dict) -> str:
         for test_id, reason in sorted(context["not_measured"].items()):
             by_reason.setdefault(reason, []).append(test_id)
         lines += [f"- {', '.join(ids)}: {reason}" for reason, ids in by_reason.items()]
+    for test_id, families in context.get("one_model", {}).items():
+        for family, values in families.items():
+            lines += ["", f"{test_id}, the {family} model alone (no verdict):", ""]
+            lines += [f"- {label}: {v['shown']}" for label, v in values.items()]
     if "miniature" in context:
         lines += [
             "",
