@@ -130,6 +130,9 @@ def _report(config: SuiteConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+MIN_SLURM_MINUTES = 3  # the requeue signal comes at least 30 s after a task starts (see _records)
+
+
 def _records(config: SuiteConfig, args: argparse.Namespace) -> int:
     extra = {}
     for item in args.slurm_extra:
@@ -137,6 +140,13 @@ def _records(config: SuiteConfig, args: argparse.Namespace) -> int:
         if not sep or not key:
             raise ValueError(f"--slurm-extra takes KEY=VALUE (an #SBATCH option without its dashes), not {item!r}")
         extra[key] = value
+    if args.executor == "slurm" and args.time_limit < MIN_SLURM_MINUTES:
+        raise ValueError(
+            f"--time-limit {args.time_limit}: a Slurm task needs at least {MIN_SLURM_MINUTES} minutes. "
+            "submitit asks for its requeue signal 90 s before the limit and Slurm may send it up to 60 s early, "
+            "so a shorter task can get it while Python is still starting, before the handler is in place, "
+            "and dies of it instead of requeuing"
+        )
     tasks = record_tasks(config, args.family or FAMILIES, announce=StderrAnnouncer(args.quiet))
     if args.shard:
         tasks = shard(tasks, *parse_shard(args.shard))

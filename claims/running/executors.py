@@ -14,6 +14,7 @@ stored is not recomputed.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -154,22 +155,87 @@ def submit(
     return {task.label: job for task, job in zip(tasks, jobs)}
 
 
+def queue_states(jobs: Sequence[submitit.Job]) -> dict[str, str] | None:
+    """Slurm's live state of each of the jobs still in its queue (`squeue`: job id -> PENDING,
+    RUNNING, …; an array task as `<array>_<task>`), or None where squeue cannot answer. Unlike
+    submitit's own watcher (sacct), it needs no accounting database."""
+    arrays = sorted({job.job_id.split("_")[0] for job in jobs})
+    if not arrays:
+        return {}
+    try:
+        done = subprocess.run(
+            ["squeue", "--noheader", "--array", "--format=%i %T", "--jobs", ",".join(arrays)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return {} if "Invalid job id" in done.stderr else None  # every job has left the queue
+    return dict(line.split()[:2] for line in done.stdout.splitlines() if len(line.split()) >= 2)
+
+
+def _log_tail(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    return lines[-1] if lines else "empty log"
+
+
+def _error_line(error: BaseException) -> str:
+    """The error's last line; for a job that failed on a worker (submitit's FailedJobError, its
+    traceback between two rules, then the log paths) the last line of that traceback."""
+    text = str(error).strip()
+    rule = "-" * 22 + "\n"
+    if isinstance(error, submitit.core.utils.FailedJobError) and text.count(rule) >= 2:
+        text = text.split(rule)[1].strip()
+    lines = text.splitlines()
+    return lines[-1] if lines else type(error).__name__
+
+
+def _finished(job: submitit.Job, queue: dict[str, str] | None) -> bool | None:
+    """True once the job's outcome is written, False while it is still to come; None for a Slurm
+    job that is neither in the queue nor finished. With the queue at hand a Slurm job is judged by
+    it and its result file alone (submitit's done() asks sacct, which needs accounting)."""
+    if isinstance(job, submitit.DebugJob):
+        return True  # it runs in this process when its outcome is asked for
+    if isinstance(job, submitit.SlurmJob) and queue is not None:
+        if job.paths.result_pickle.exists():
+            return True
+        return False if job.job_id in queue else None
+    return job.done()
+
+
 def wait(jobs: dict[str, submitit.Job], out: TextIO | None = sys.stderr, poll_s: float = 5.0) -> dict[str, str]:
     """Wait for every job, printing done / running / failed counts to `out` (None: nowhere) as
-    they change; the failed jobs' names -> their log path and error."""
+    they change; the failed jobs' names -> their log path and error. A Slurm job's state is read
+    from the queue (queue_states); one that has left it without a result (cancelled, killed, its
+    node lost) has failed."""
     pending, failed, done, shown = dict(jobs), {}, 0, None
+    left_queue: set[str] = set()  # Slurm jobs missing from the queue at the last poll, without a result
     while pending:
+        slurm = [job for job in pending.values() if isinstance(job, submitit.SlurmJob)]
+        queue = queue_states(slurm) if slurm else None
         for name, job in list(pending.items()):
-            if not isinstance(job, submitit.DebugJob) and not job.done():
-                continue  # a debug job runs in this process when its outcome is asked for
+            finished = _finished(job, queue)
+            if finished is None and job.job_id in left_queue:  # gone two polls running: not on its way out
+                del pending[name]
+                failed[name] = (
+                    f"{job.paths.stderr}: left the Slurm queue without a result ({_log_tail(job.paths.stderr)})"
+                )
+            if not finished:
+                (left_queue.add if finished is None else left_queue.discard)(job.job_id)
+                continue
             error = job.exception()
             del pending[name]
             if error is None:
                 done += 1
             else:
-                lines = str(error).strip().splitlines() or [type(error).__name__]
-                failed[name] = f"{job.paths.stderr}: {lines[-1]}"
-        running = sum(1 for job in pending.values() if job.state == "RUNNING")
+                failed[name] = f"{job.paths.stderr}: {_error_line(error)}"
+        in_queue = lambda job: queue.get(job.job_id) if queue is not None and job in slurm else job.state  # noqa: E731
+        running = sum(1 for job in pending.values() if in_queue(job) == "RUNNING")
         status = f"records: {done} done, {running} running, {len(failed)} failed, {len(pending) - running} waiting"
         if status != shown and out is not None:
             print(status, file=out, flush=True)
