@@ -2,7 +2,7 @@
 # A one-node Slurm cluster for the tests: munged, slurmctld and slurmd on this host, everything
 # (config, munge key, state, logs, pid files) under DIR. Installs Debian's packages where missing
 # (root + apt-get). Waits until the node is idle; prints the export line for SLURM_CONF.
-# A requeued task starts again after cred_expire (here 20 s; Slurm's default is 120 s).
+# A requeued task starts again after cred_expire (here 10 s; Slurm's default is 120 s).
 #   tests/slurm/start.sh DIR          stop with tests/slurm/stop.sh DIR
 set -euo pipefail
 dir="$(mkdir -p "$1" && cd "$1" && pwd)"
@@ -30,7 +30,7 @@ SlurmctldHost=$host
 SlurmctldPort=$(port)
 SlurmdPort=$(port)
 AuthType=auth/munge
-AuthInfo=socket=$dir/munge/munge.socket,cred_expire=20
+AuthInfo=socket=$dir/munge/munge.socket,cred_expire=10
 CredType=cred/munge
 SlurmUser=root
 SlurmdUser=root
