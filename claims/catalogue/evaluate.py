@@ -152,10 +152,21 @@ def reported_quantities(
     out: dict[str, dict[str, dict]] = {}
     for quantity in claim.reported:
         for family in families:
-            by_seed = {m.seed: m for m in measured[family]}
-            pooled = pool([quantity.measure(by_seed[s], contexts[(family, s)]) for s in seeds])
+            pooled = _pooled_over_seeds(quantity, family, measured, contexts, seeds)
             out.setdefault(quantity.label, {})[family] = _magnitude(quantity, pooled)
     return out
+
+
+def _pooled_over_seeds(
+    quantity: Quantity,
+    family: str,
+    measured: dict[str, list[SeriesMeasurements]],
+    contexts: dict[tuple[str, int], Context],
+    seeds: list[int],
+) -> Estimate:
+    """One model's `quantity` at each of `seeds`, pooled (intervals.pool)."""
+    by_seed = {m.seed: m for m in measured[family]}
+    return pool([quantity.measure(by_seed[s], contexts[(family, s)]) for s in seeds])
 
 
 def one_model(
@@ -169,11 +180,11 @@ def one_model(
     """A contrast's numbers for `family` alone, where the other model is not measured (no verdict):
     label -> value, interval and shown, for each contrast check's quantity and each reported one;
     a quantity the series cannot give has its reason in `untestable`."""
-    by_seed = {m.seed: m for m in measured[family]}
+    seeds = sorted(m.seed for m in measured[family])
     contexts = {key: Context(scale, rho_pairs, margin) for key, scale in scales.items()}
     out: dict[str, dict] = {}
     for quantity in [c.quantity for c in claim.checks_for("contrast")] + list(claim.reported):
-        pooled = pool([quantity.measure(m, contexts[(family, s)]) for s, m in sorted(by_seed.items())])
+        pooled = _pooled_over_seeds(quantity, family, measured, contexts, seeds)
         if pooled.untestable:
             out[quantity.label] = {"untestable": pooled.untestable, "shown": f"not testable: {pooled.untestable}"}
         else:

@@ -208,6 +208,13 @@ def _finished(job: submitit.Job, queue: dict[str, str] | None) -> bool | None:
     return job.done()
 
 
+def _state(job: submitit.Job, queue: dict[str, str] | None) -> str | None:
+    """The job's state: from the queue for a Slurm job where squeue answered, else submitit's."""
+    if isinstance(job, submitit.SlurmJob) and queue is not None:
+        return queue.get(job.job_id)
+    return job.state
+
+
 def wait(jobs: dict[str, submitit.Job], out: TextIO | None = sys.stderr, poll_s: float = 5.0) -> dict[str, str]:
     """Wait for every job, printing done / running / failed counts to `out` (None: nowhere) as
     they change; the failed jobs' names -> their log path and error. A Slurm job's state is read
@@ -225,8 +232,12 @@ def wait(jobs: dict[str, submitit.Job], out: TextIO | None = sys.stderr, poll_s:
                 failed[name] = (
                     f"{job.paths.stderr}: left the Slurm queue without a result ({_log_tail(job.paths.stderr)})"
                 )
+                continue
+            if finished is None:
+                left_queue.add(job.job_id)
+                continue
             if not finished:
-                (left_queue.add if finished is None else left_queue.discard)(job.job_id)
+                left_queue.discard(job.job_id)  # in the queue again (requeued)
                 continue
             error = job.exception()
             del pending[name]
@@ -234,8 +245,7 @@ def wait(jobs: dict[str, submitit.Job], out: TextIO | None = sys.stderr, poll_s:
                 done += 1
             else:
                 failed[name] = f"{job.paths.stderr}: {_error_line(error)}"
-        in_queue = lambda job: queue.get(job.job_id) if queue is not None and job in slurm else job.state  # noqa: E731
-        running = sum(1 for job in pending.values() if in_queue(job) == "RUNNING")
+        running = sum(1 for job in pending.values() if _state(job, queue) == "RUNNING")
         status = f"records: {done} done, {running} running, {len(failed)} failed, {len(pending) - running} waiting"
         if status != shown and out is not None:
             print(status, file=out, flush=True)
