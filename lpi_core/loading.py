@@ -164,7 +164,7 @@ def _load_gguf(path: Path, device: str | torch.device, dtype: torch.dtype) -> La
     with _gguf_errors(path):
         tokenizer = AutoTokenizer.from_pretrained(path.parent, **where)
         with transformers_bars_off():
-            model = AutoModelForCausalLM.from_pretrained(path.parent, dtype=dtype, **where).to(device)
+            model = AutoModelForCausalLM.from_pretrained(path.parent, config=config, dtype=dtype, **where).to(device)
     model.eval()
     return LanguageModel(model, tokenizer, adapter_for(model), name=str(path), commit=f"sha256:{file_digest(path)}")
 

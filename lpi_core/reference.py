@@ -12,7 +12,7 @@ Slow by design; it is what the fast engine is tested and benchmarked against.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -43,20 +43,29 @@ def _frozen_post_norm(norm: torch.nn.Module | None, sublayer_output: Callable[[]
 
 @torch.no_grad()
 def reference_scores(
-    lm: LanguageModel, captured: LastPositionCapture, target_ids: torch.Tensor, chunk: int = 256
+    lm: LanguageModel,
+    captured: LastPositionCapture,
+    target_ids: torch.Tensor,
+    chunk: int = 256,
+    layers: Sequence[int] | None = None,
 ) -> Attribution:
-    """Per-example scores of every unit by the direct formula (same layout as `attribute(reduce="none")`)."""
+    """Per-example scores of every unit by the direct formula (same layout as `attribute(reduce="none")`).
+    `layers`: score only these (the others' scores are NaN); every layer by default."""
     adapter, device = lm.adapter, lm.device
     unembed = adapter.lm_head
-    n, layers = captured.layer_input.shape[:2]
+    n, num_layers = captured.layer_input.shape[:2]
+    scored = range(num_layers) if layers is None else layers
+    for l in scored:
+        if not 0 <= l < num_layers:
+            raise ValueError(f"layer {l} out of range: the model has {num_layers} layers")
     heads, head_dim = adapter.num_heads, adapter.head_dim
     shared_dim = adapter.shared_ffn_dim
-    ffn = torch.zeros(n, layers, adapter.num_experts, adapter.ffn_dim)
-    shared = None if shared_dim is None else torch.zeros(n, layers, shared_dim)
-    attn = torch.zeros(n, layers, heads * head_dim)
-    head_scores = torch.zeros(n, layers, heads)
-    ffn_layer = torch.zeros(n, layers)
-    attn_layer = torch.zeros(n, layers)
+    ffn = torch.zeros(n, num_layers, adapter.num_experts, adapter.ffn_dim)
+    shared = None if shared_dim is None else torch.zeros(n, num_layers, shared_dim)
+    attn = torch.zeros(n, num_layers, heads * head_dim)
+    head_scores = torch.zeros(n, num_layers, heads)
+    ffn_layer = torch.zeros(n, num_layers)
+    attn_layer = torch.zeros(n, num_layers)
 
     for b in range(n):
         norm = _frozen_norm(lm, captured.final_residual[b].to(device))
@@ -70,7 +79,7 @@ def reference_scores(
                 out.append(torch.log_softmax(logits, -1)[:, w] - base)
             return torch.cat(out).cpu()
 
-        for l in range(layers):
+        for l in scored:
             h_attn = captured.layer_input[b, l].to(device)
             h_ffn = h_attn if adapter.parallel_residual else h_attn + captured.attn_output[b, l].to(device)
             attn_layer[b, l] = lpi(h_attn, captured.attn_output[b, l][None].to(device))[0]
@@ -104,10 +113,14 @@ def reference_scores(
                 m = sw.coefficients(x, 0).float()
                 shared[b, l] = lpi(h_ffn, post(g * m[:, None] * sw.down[0].T.float()))
 
+    skipped = [l for l in range(num_layers) if l not in set(scored)]
+    for scores in (ffn, shared, attn, head_scores, ffn_layer, attn_layer):
+        if scores is not None:
+            scores[:, skipped] = float("nan")
     return Attribution(
         ffn=ffn,
         shared_ffn=shared,
-        attn=attn.view(n, layers, heads, head_dim),
+        attn=attn.view(n, num_layers, heads, head_dim),
         heads=head_scores,
         ffn_layer=ffn_layer,
         attn_layer=attn_layer,

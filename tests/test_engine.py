@@ -65,6 +65,18 @@ def test_fast_scores_equal_reference(family, kernel):
     assert (fast.shared_ffn is not None) == (family == "qwen2_moe")
 
 
+def test_reference_on_chosen_layers_equals_its_full_run_there_and_leaves_the_rest_unscored():
+    lm = tiny_lm("olmoe")
+    captured = capture_last_position(lm, encode_prompts(lm.tokenizer, PROMPTS[:2]))
+    targets = target_token_ids(lm.tokenizer, ANSWERS[:2])
+    full, chosen = reference_scores(lm, captured, targets), reference_scores(lm, captured, targets, layers=[1])
+    for name in ("ffn", "attn", "heads", "ffn_layer", "attn_layer"):
+        assert torch.equal(getattr(chosen, name)[:, 1], getattr(full, name)[:, 1]), name
+        assert getattr(chosen, name)[:, 0].isnan().all(), name
+    with pytest.raises(ValueError, match="layer 9 out of range: the model has 2 layers"):
+        reference_scores(lm, captured, targets, layers=[9])
+
+
 @pytest.mark.parametrize("family", MOE_FAMILIES)
 def test_unselected_experts_score_zero(family):
     lm = tiny_lm(family)

@@ -23,6 +23,7 @@ from claims.statistics.verdicts import (
 )
 from claims.statistics.windows import miniature_scale, shared_scales
 from lpi_core.metrics import resample_weights, split_half_weights, topk_jaccard
+from lpi_core.reproducible import single_thread_ops
 
 STEPS = [
     10,
@@ -103,9 +104,10 @@ def test_hierarchical_draws_are_shared_so_identical_families_contrast_to_exactly
 
 
 def _means(per_example: np.ndarray, weights: np.ndarray) -> torch.Tensor:
-    """[R, ...] weighted means (a plain loop-free einsum: no BLAS threads to contend for on a busy machine)."""
-    totals = np.einsum("rn,n...->r...", weights, per_example, optimize=False)
-    return torch.from_numpy(totals / weights.sum(1).reshape(-1, *[1] * (totals.ndim - 1)))
+    """[R, ...] weighted means (one matrix product on one thread: none to contend for on a busy machine)."""
+    with single_thread_ops():
+        totals = torch.from_numpy(weights) @ torch.from_numpy(per_example).reshape(per_example.shape[0], -1)
+    return (totals / torch.from_numpy(weights.sum(1))[:, None]).reshape(weights.shape[0], *per_example.shape[1:])
 
 
 SPLITS = split_half_weights(EXAMPLES, RESAMPLES).double().numpy()
