@@ -113,7 +113,7 @@ def reference_scores(
                 m = sw.coefficients(x, 0).float()
                 shared[b, l] = lpi(h_ffn, post(g * m[:, None] * sw.down[0].T.float()))
 
-    skipped = [l for l in range(num_layers) if l not in set(scored)]
+    skipped = sorted(set(range(num_layers)) - set(scored))
     for scores in (ffn, shared, attn, head_scores, ffn_layer, attn_layer):
         if scores is not None:
             scores[:, skipped] = float("nan")
