@@ -103,10 +103,14 @@ def logs(jobs: Path) -> dict[str, str]:
 MOE_PAIR = ("--family", "moe", "--checkpoints", "45,60")  # two tasks: the MoE's last two checkpoints
 
 
+def moe_pair_config(cache: Path) -> SuiteConfig:
+    """The suite `slurm_records(..., *MOE_PAIR)` runs: SMOKE_OPTIONS at the checkpoints of MOE_PAIR."""
+    return SuiteConfig(preset="smoke", cache_dir=str(cache), examples=120, bootstrap=20, checkpoints=(45, 60))
+
+
 def moe_records(cache: Path) -> list[tuple[str, int]]:
     """(family, step) of the records `lpi-claims records` computes with MOE_PAIR."""
-    config = SuiteConfig(preset="smoke", cache_dir=str(cache), examples=120, bootstrap=20, checkpoints=(45, 60))
-    return [("moe", task.checkpoint.step) for task in record_tasks(config, ("moe",))]
+    return [("moe", task.checkpoint.step) for task in record_tasks(moe_pair_config(cache), ("moe",))]
 
 
 def assert_computed_once(cache: Path, records: list[tuple[str, int]]) -> list[tuple[str, str, str]]:
@@ -202,7 +206,7 @@ def test_a_task_past_its_time_limit_gets_usr2_and_is_requeued(slurm, reference, 
     """A task held up past its time limit (another worker holds its record's lease) gets submitit's
     USR2, checkpoints and requeues itself; once the lease is free the requeued task computes the record."""
     cache = cache_with_the_built_run(reference, tmp_path / "cache")
-    config = SuiteConfig(preset="smoke", cache_dir=str(cache), examples=120, bootstrap=20, checkpoints=(45, 60))
+    config = moe_pair_config(cache)
     store = RecordStore(config.cache)
     held = record_tasks(config, ("moe",))[0]
     lease = store.lease(store.key(held.checkpoint, config.data(), config.run_options()))
@@ -237,7 +241,7 @@ def test_two_array_jobs_over_one_cache_compute_each_record_once(slurm, reference
 
 def test_a_failing_task_is_named_with_its_log_and_error_and_the_command_exits_1(slurm, reference, tmp_path):
     cache = cache_with_the_built_run(reference, tmp_path / "cache")
-    config = SuiteConfig(preset="smoke", cache_dir=str(cache), examples=120, bootstrap=20, checkpoints=(45, 60))
+    config = moe_pair_config(cache)
     broken = record_tasks(config, ("moe",))[-1]
     (Path(broken.checkpoint.source) / "model.safetensors").unlink()
     code, err = finished(slurm_records(cache, tmp_path / "jobs", *MOE_PAIR))
