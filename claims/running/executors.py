@@ -223,8 +223,7 @@ def wait(jobs: dict[str, submitit.Job], out: TextIO | None = sys.stderr, poll_s:
     pending, failed, done, shown = dict(jobs), {}, 0, None
     left_queue: set[str] = set()  # Slurm jobs missing from the queue at the last poll, without a result
     while pending:
-        slurm = [job for job in pending.values() if isinstance(job, submitit.SlurmJob)]
-        queue = queue_states(slurm) if slurm else None
+        queue = queue_states([job for job in pending.values() if isinstance(job, submitit.SlurmJob)])
         for name, job in list(pending.items()):
             finished = _finished(job, queue)
             if finished is None and job.job_id in left_queue:  # gone two polls running: not on its way out
