@@ -1,4 +1,6 @@
-"""Fixtures of the claim tests: the run's measured series, computed once per process from the cache."""
+"""Fixtures of the claim tests: the run's measured series, computed once per process from the cache,
+and every selected test evaluated together, so that Holm's adjustment over the run's checks decides
+each test's outcome (claims/catalogue/multiplicity.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
-from claims.catalogue.evaluate import evaluate, families_of
+from claims.catalogue.evaluate import ClaimResult, evaluate, families_of
+from claims.catalogue.multiplicity import adjust
 from claims.catalogue.paper import claim_by_id
 from claims.plugin import FAMILIES_IN_RUN, SUITE
 from claims.records.scheduling import worker_index
@@ -47,38 +50,74 @@ def measured(pytestconfig) -> Callable[[str], list[SeriesMeasurements]]:
     return get
 
 
+def _selected_tests(session: pytest.Session) -> list[tuple[str, str]]:
+    """(claim id, side) of every claim test selected in this run (after -k and -m), in collection order."""
+    return [
+        (item.callspec.params["claim_id"], item.callspec.params["side"])
+        for item in session.items
+        if hasattr(item, "callspec") and {"claim_id", "side"} <= item.callspec.params.keys()
+    ]
+
+
+@pytest.fixture(scope="session")
+def run_results(request, pytestconfig, measured) -> Callable[[], tuple[dict[str, ClaimResult | Exception], list[str]]]:
+    """(test id -> its evaluated result, Holm-adjusted over every selected test whose series are
+    measured, or the error that kept its series from being measured; the families measured, which
+    anchor the paper scale), evaluated once per process."""
+    suite = pytestconfig.stash[SUITE]
+    done: dict[str, ClaimResult | Exception] = {}
+    available: dict[str, list[SeriesMeasurements]] = {}
+
+    def get() -> tuple[dict[str, ClaimResult | Exception], list[str]]:
+        if done:
+            return done, sorted(available)
+        errors = {}
+        for family in pytestconfig.stash[FAMILIES_IN_RUN]:
+            try:
+                available[family] = measured(family)
+            except SERIES_ERRORS as err:
+                errors[family] = err
+        scales = scales_for(suite, available)
+        results = []
+        for claim_id, side in _selected_tests(request.session):
+            missing = [f for f in families_of(side) if f not in available]
+            if missing:
+                done[f"{claim_id}-{side}"] = errors[missing[0]]
+                continue
+            needed = {f: available[f] for f in families_of(side)}
+            result = evaluate(claim_by_id(claim_id), side, needed, scales, suite.rho_pairs, suite.margin)
+            results.append(result)
+            done[result.test_id] = result
+        adjust(results)
+        return done, sorted(available)
+
+    return get
+
+
 @pytest.fixture
-def check_claim(pytestconfig, measured, record_property) -> Callable[[str, str], None]:
-    """Evaluate one side of a claim, record its numbers, and fail unless it replicates."""
+def check_claim(run_results, record_property) -> Callable[[str, str], None]:
+    """Record one side of a claim's numbers, and fail unless it replicates after Holm's adjustment."""
 
     def check(claim_id: str, side: str) -> None:
         test_id = f"{claim_id}-{side}"
         families = families_of(side)
         record_property("test_id", test_id)
         record_property("families", ",".join(families))
-        try:
-            needed = {f: measured(f) for f in families}
-        except SERIES_ERRORS as err:
+        results, anchors = run_results()
+        record_property("scale_families", ",".join(anchors))
+        result = results[test_id]
+        if isinstance(result, Exception):
             record_property("verdict", NOT_MEASURED)
-            record_property("measured", str(err))
+            record_property("measured", str(result))
             record_property("error", True)
-            record_property("scale_families", "")
-            pytest.fail(f"{test_id} is not measured: {err}", pytrace=False)
-        anchors = dict(needed)
-        for family in pytestconfig.stash[FAMILIES_IN_RUN]:  # the run's families share one paper scale
-            if family not in anchors:
-                try:
-                    anchors[family] = measured(family)
-                except SERIES_ERRORS:
-                    pass  # a family that cannot be measured cannot anchor the scale
-        record_property("scale_families", ",".join(sorted(anchors)))
-        suite = pytestconfig.stash[SUITE]
-        result = evaluate(
-            claim_by_id(claim_id), side, needed, scales_for(suite, anchors), suite.rho_pairs, suite.margin
+            pytest.fail(f"{test_id} is not measured: {result}", pytrace=False)
+        record_property("verdict", result.holm_verdict)
+        record_property("verdict_unadjusted", result.verdict)
+        record_property(
+            "measured",
+            "; ".join(f"{c.label} {c.shown}: {c.holm_verdict} ({c.verdict} unadjusted)" for c in result.checks),
         )
-        record_property("verdict", result.verdict)
-        record_property("measured", "; ".join(f"{c.label} {c.shown}: {c.verdict}" for c in result.checks))
-        if result.verdict != REPLICATED:
+        if result.holm_verdict != REPLICATED:
             pytest.fail(result.message(), pytrace=False)
 
     return check

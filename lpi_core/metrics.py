@@ -215,6 +215,32 @@ def positive_gain_concentration_rows(prev: np.ndarray, cur: np.ndarray, fraction
         return np.where(counted > 0, np.nansum(shares, 1) / np.maximum(counted, 1), np.nan)
 
 
+def pooled_gain_concentration_rows(
+    prev: np.ndarray, cur: np.ndarray, counted: np.ndarray | None = None, fraction: float = 0.01
+) -> np.ndarray:
+    """R_t of each row of [R, layers, units] with the layers pooled into one: the share of Δ⁺ in the
+    top-`fraction` of all units, or of the units marked in `counted` (bool [layers, units]: a MoE's
+    routed units) with k = `fraction` of their count."""
+    rows = prev.shape[0]
+    if counted is None:
+        return positive_gain_concentration_rows(prev.reshape(rows, 1, -1), cur.reshape(rows, 1, -1), fraction)
+    keep = counted.reshape(-1)
+    return positive_gain_concentration_rows(
+        prev.reshape(rows, -1)[:, keep][:, None], cur.reshape(rows, -1)[:, keep][:, None], fraction
+    )
+
+
+def gap_normalised_jaccard(j: np.ndarray, gap: float, reference: float) -> np.ndarray:
+    """J_stab of a pair `gap` steps apart carried to `reference` steps, assuming a constant turnover:
+    the overlap o = |A ∩ B| / k = 2J / (1 + J) of two top-k sets falls as o(g) = o(1)^g, so
+    o_ref = o^(reference / gap) and J_ref = o_ref / (2 - o_ref). A series whose sets turn over at
+    one rate has one J_ref at every pair, however its checkpoints are spaced."""
+    j = np.asarray(j, dtype=float)
+    overlap = np.clip(2 * j / (1 + j), 0.0, 1.0)
+    carried = overlap ** (reference / gap)
+    return carried / (2 - carried)
+
+
 def pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Row by row Pearson correlation of [R, L] profiles (NaN where a row is constant up to rounding, `FLAT`)."""
     xc, yc = x - x.mean(1, keepdims=True), y - y.mean(1, keepdims=True)

@@ -116,6 +116,38 @@ def test_over_three_seeds_the_pooled_interval_keeps_its_level():
     assert covered["widened"] / trials >= 0.93
 
 
+@pytest.mark.parametrize("seeds", [3, 8])
+def test_the_crossed_bootstrap_covers_the_mean_when_every_seed_shares_the_examples(seeds):
+    """Planted crossed design: every seed is scored on the same examples, so the sampled examples shift
+    every seed's value by one shared effect e (sd 1), on top of the seed's own effect (sd 1) and a
+    seed-by-example part (sd 0.3). Resample row r moves every seed by the same e*_r. The target is
+    the population mean μ over seeds and examples; the mean over n seeds has variance 1/n + 1 + 0.09/n,
+    so an interval that averaged e over seeds (the nested bootstrap) or left it out (a t interval
+    over the seeds alone) would fall short. Coverage ≥ 93% of 600 draws."""
+    from claims.statistics.intervals import Estimate, interval, pool
+
+    rng = np.random.default_rng(21)
+    mu, replicates, covered, trials = 5.0, 200, 0, 600
+    for _ in range(trials):
+        shared, shared_rows = rng.normal(), rng.normal(size=replicates)
+        own = rng.normal(size=seeds) + 0.3 * rng.normal(size=seeds)
+        points = mu + own + shared
+        per_seed = [Estimate(float(p), p + shared_rows + 0.3 * rng.normal(size=replicates)) for p in points]
+        low, high = interval(pool(per_seed), set_statistic=False)
+        covered += low <= mu <= high
+    print(f"crossed, {seeds} seeds: coverage {covered / trials:.3f}")
+    assert covered / trials >= 0.93
+
+
+def test_crossed_draws_share_one_example_row_across_the_seeds_of_a_replicate():
+    from claims.statistics.intervals import draws
+
+    chosen, rows = draws(4, 30)
+    assert rows.shape == chosen.shape == (30, 4)
+    assert (rows == np.arange(30)[:, None]).all()  # replicate r: every drawn seed at example resample r
+    assert chosen.min() >= 0 and chosen.max() <= 3 and len(np.unique(chosen)) == 4
+
+
 def test_a_contrast_is_widened_over_its_seeds_paired_differences():
     from claims.statistics.intervals import Estimate, interval, pool, student_t_interval
 

@@ -1,4 +1,5 @@
-"""What an inconclusive check needs (seeds to decide), the p-value the verdict rule implies, and Holm over a run."""
+"""What an inconclusive check needs (seeds for 80% power), the p-value the verdict rule implies, and Holm over a
+run, whose adjusted verdict decides."""
 
 from __future__ import annotations
 
@@ -12,29 +13,42 @@ from claims.statistics.intervals import Estimate, interval, one_sided_p, seeds_n
 from claims.statistics.verdicts import INCONCLUSIVE, NOT_MEASURED, NOT_REPLICATED, REPLICATED, verdict
 
 
-def _estimate(point: float, replicates, seed_points=None) -> Estimate:
+def _estimate(point: float, replicates, seed_points=None, example_means=None) -> Estimate:
     seeds = None if seed_points is None else np.asarray(seed_points, dtype=float)
-    return Estimate(point, np.asarray(replicates, dtype=float), [1, 2], seed_points=seeds)
+    rows = None if example_means is None else np.asarray(example_means, dtype=float)
+    return Estimate(point, np.asarray(replicates, dtype=float), [1, 2], seed_points=seeds, example_means=rows)
 
 
 def test_seeds_needed_where_the_seed_spread_sets_the_width():
-    # 3 seeds at 0, 1, 2 (mean 1, sd 1), examples noise nil: decided once t_{n-1} / √n < 1 (the gap to 0):
-    # n = 6 gives 2.571 / 2.449 = 1.050, n = 7 gives 2.447 / 2.646 = 0.925
+    # 3 seeds at 0, 1, 2 (mean 1, sd 1), examples noise nil: 80% power once (t_{0.975,n-1} + t_{0.8,n-1}) / √n ≤ 1
+    # (the gap to 0): n = 9 gives (2.306 + 0.889) / 3 = 1.065, n = 10 gives (2.262 + 0.883) / 3.162 = 0.995
     estimate = _estimate(1.0, np.full(1000, 1.0), [0.0, 1.0, 2.0])
     assert verdict(">", 0.0, interval(estimate, False)) == INCONCLUSIVE
-    assert seeds_needed(estimate, False, 0.0) == 7
+    assert seeds_needed(estimate, False, 0.0) == 10
     assert (
-        seeds_needed(_estimate(-1.0, np.full(1000, -1.0), [-2.0, -1.0, 0.0]), False, 0.0) == 7
+        seeds_needed(_estimate(-1.0, np.full(1000, -1.0), [-2.0, -1.0, 0.0]), False, 0.0) == 10
     )  # the other side alike
 
 
 def test_seeds_needed_where_the_examples_set_the_width():
-    # bootstrap replicates: 2.5% percentile 0.5 below the point 1.0; threshold 0.8 (gap 0.2); seeds nearly equal.
-    # the half-width 0.5 shrinks as √(3 / n): n = 18 gives 0.2041, n = 19 gives 0.1987 < 0.2
+    # bootstrap replicates: 2.5% percentile 0.5 below the point 1.0 (standard error 0.5 / 1.96 = 0.2551);
+    # threshold 0.8 (gap 0.2); seeds nearly equal; no shared example part given: the error shrinks as √(3 / n):
+    # n = 40 gives (2.023 + 0.851) · 0.2551 · √(3/40) = 0.2008, n = 41 gives (2.021 + 0.851) · 0.0690 = 0.1982 ≤ 0.2
     replicates = np.array([0.5] * 50 + [1.0] * 900 + [1.5] * 50)
     estimate = _estimate(1.0, replicates, [0.99, 1.0, 1.01])
     assert verdict(">", 0.8, interval(estimate, False)) == INCONCLUSIVE
-    assert seeds_needed(estimate, False, 0.8) == 19
+    assert seeds_needed(estimate, False, 0.8) == 41
+
+
+def test_more_seeds_cannot_average_away_the_examples_every_seed_shares():
+    # the seeds' mean varies over example resamples with sd 0.2: (1.96 + 0.84) · 0.2 = 0.56 ≥ the gap 0.5
+    rows = 1.0 + 0.2 * np.random.default_rng(0).standard_normal(4000)
+    rows = 1.0 + 0.2 * (rows - rows.mean()) / rows.std(ddof=1)
+    estimate = _estimate(1.0, rows, [0.99, 1.0, 1.01], example_means=rows)
+    assert seeds_needed(estimate, False, 0.5) == "not by seeds"
+    # gap 0.6: the t quantiles must come down to 0.6 / √(0.01² / n + 0.2²) ≈ 3.0: n = 15 gives (2.145 + 0.868) · 0.2
+    # = 0.603, n = 16 gives (2.131 + 0.866) · 0.2 = 0.599
+    assert seeds_needed(estimate, False, 0.4) == 16
 
 
 def test_seeds_needed_says_when_no_count_or_no_effect_would_decide():
@@ -113,6 +127,10 @@ def test_holm_verdicts_over_a_run():
     assert checks[1].holm_p == pytest.approx(0.04)
     assert [r.holm_verdict for r in results] == [INCONCLUSIVE, NOT_REPLICATED]
     assert summary == {
+        "decides": "holm",
+        "tests": 2,
+        "tests_replicated": 1,
+        "tests_replicated_holm": 0,
         "checks": 3,
         "alpha_one_sided": 0.025,
         "expected_false_replications": pytest.approx(0.075),

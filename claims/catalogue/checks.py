@@ -16,18 +16,20 @@ import numpy as np
 from claims.statistics.intervals import Estimate
 from claims.statistics.measure import SeriesMeasurements
 from claims.statistics.profiles import lock_in_rho_rows, sigma_norm_rows, sigma_rel_largest_share_rows
-from claims.statistics.windows import (
-    AFTER_200K,
-    CONSOLIDATION,
-    END,
-    FULL_RUN,
-    LATE,
-    PaperScale,
-    Window,
-)
+from claims.statistics.windows import AFTER_200K, CONSOLIDATION, END, FULL_RUN, LATE, PaperScale, Window
 from lpi_core.metrics import rho_avg_rows, sigma_rel_rows
 
 SIDES = ("moe", "dense", "contrast")
+
+
+LAYER_TOP_MINIMUM = 10  # R_t per layer needs a layer's top 1% to hold this many units; else the layers are pooled
+
+
+def concentration_reading(m: SeriesMeasurements, kind: str) -> str:
+    """How R_t is read on this series: "layer" (the paper's Eq. 8, per layer) where 1% of a layer's
+    units is at least LAYER_TOP_MINIMUM, else "pooled" (the top 1% of the model's units of that kind)."""
+    per_layer = m.units[kind] / m.units["layers"]
+    return "layer" if round(0.01 * per_layer) >= LAYER_TOP_MINIMUM else "pooled"
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,12 @@ class Context:
     scale: PaperScale
     rho_pairs: str = "consecutive"
     margin: float = 0.05  # the equivalence margin around a reported value, as a fraction of the quantity's range
+    pooled_kinds: frozenset[str] | None = None  # a contrast's R_t reading for both models; None: each series' own
+
+    def reading(self, m: SeriesMeasurements, kind: str) -> str:
+        if self.pooled_kinds is None:
+            return concentration_reading(m, kind)
+        return "pooled" if kind in self.pooled_kinds else "layer"
 
 
 Measure = Callable[[SeriesMeasurements, Context], Estimate]
@@ -52,6 +60,13 @@ class Quantity:
     percent: bool = False  # a fraction shown ×100 with a % sign
     unit: str = ""
     limits: tuple[float, float] = (-math.inf, math.inf)  # the range one model's value can take (intervals respect it)
+    width: float | None = None  # the width of the range the equivalence margin is a fraction of (None: the limits')
+    concentration: str | None = None  # an R_t quantity: its kind ("ffn", "attn"), whose reading the report names
+
+    @property
+    def range_width(self) -> float:
+        """What the equivalence margin is a fraction of: `width`, else the width of the limits."""
+        return self.width if self.width is not None else self.limits[1] - self.limits[0]
 
     def format(self, value: float) -> str:
         if not np.isfinite(value):
@@ -67,7 +82,7 @@ class Check:
     threshold: float
     paper: str  # the paper's magnitude(s)
     source: str  # the paper's sentence (or table) behind the direction or the threshold
-    margin_range: float = 0.0  # a reported value as threshold: the range the equivalence margin is a fraction of
+    equivalence: bool = False  # the threshold is a value the paper reports: tested past the equivalence margin
 
     @property
     def label(self) -> str:
@@ -80,8 +95,11 @@ class Check:
         return (low - high, high - low) if self.side == "contrast" else (low, high)
 
     def threshold_at(self, margin: float) -> float:
-        """The threshold in force: a reported value moved by the margin to the side the claim allows."""
-        shift = margin * self.margin_range
+        """The threshold in force: a reported value moved by `margin` × the quantity's range width
+        (100 points of a drop, 2 of a correlation, 1 of a share) to the side the claim allows."""
+        if not self.equivalence:
+            return self.threshold
+        shift = margin * self.quantity.range_width
         return self.threshold - shift if self.op == ">" else self.threshold + shift
 
 
@@ -170,6 +188,88 @@ def trend(trajectory: str, window: Window) -> Measure:
     return measure
 
 
+def _pairs_before(m: SeriesMeasurements, pairs: list[int]) -> list[tuple[int, int]]:
+    return [(m.steps[m.steps.index(b) - 1], b) for b in pairs]
+
+
+def _null_of(m: SeriesMeasurements, key: str, pairs: list[int]) -> float:
+    """The split-half null of R_t over the pairs: per pair the mean of its two checkpoints' nulls."""
+    null = m.concentration_null[key]
+    at = lambda s: null.points[null.steps.index(s)]  # noqa: E731
+    with np.errstate(invalid="ignore"):
+        return float(np.nanmean([(at(a) + at(b)) / 2 for a, b in _pairs_before(m, pairs)]))
+
+
+def concentration_excess(kind: str, window: Window, reading: str | None = None) -> Measure:
+    """R_t over the window's pairs minus its split-half null over the same pairs: the concentration of
+    the updates beyond what comparing a checkpoint with itself gives. `reading`: "routed" (FFN units
+    routed at t or t-1, layers pooled); None: the context's reading (per layer, or pooled)."""
+
+    def measure(m: SeriesMeasurements, ctx: Context) -> Estimate:
+        chosen, pairs = ctx.scale.window(window), ctx.scale.pairs(window)
+        if len(chosen) < 2 or not pairs:
+            return _untestable(m, f"window {window.name} holds {len(chosen)} usable checkpoint(s) {chosen}", chosen)
+        key = f"{kind}/{reading or ctx.reading(m, kind)}"
+        t = m.concentration[key]
+        idx = [t.steps.index(s) for s in pairs]
+        return t.combined(idx, np.full(len(idx), 1 / len(idx)), chosen).shifted(-_null_of(m, key, pairs))
+
+    return measure
+
+
+def concentration_excess_at(kind: str, paper_step: int) -> Measure:
+    """R_t minus its null at the pair ending nearest `paper_step` (the context's reading)."""
+
+    def measure(m: SeriesMeasurements, ctx: Context) -> Estimate:
+        step = ctx.scale.pair_nearest(paper_step)
+        if step is None:
+            return _untestable(m, f"fewer than 2 usable checkpoints {ctx.scale.usable}", ctx.scale.usable)
+        key = f"{kind}/{ctx.reading(m, kind)}"
+        t = m.concentration[key]
+        estimate = t.combined([t.steps.index(step)], np.ones(1), [m.steps[m.steps.index(step) - 1], step])
+        return estimate.shifted(-_null_of(m, key, [step]))
+
+    return measure
+
+
+def concentration_of(kind: str, window: Window, null: bool = False) -> Measure:
+    """R_t itself over the window's pairs (the paper's number), or its split-half null (`null`),
+    in the context's reading."""
+
+    def measure(m: SeriesMeasurements, ctx: Context) -> Estimate:
+        excess = concentration_excess(kind, window)(m, ctx)
+        if excess.untestable:
+            return excess
+        offset = _null_of(m, f"{kind}/{ctx.reading(m, kind)}", ctx.scale.pairs(window))
+        if not null:
+            return excess.shifted(offset)
+        return Estimate(offset, np.full(excess.replicates.shape, offset), excess.steps)
+
+    return measure
+
+
+def jstab_over_ceiling(kind: str, paper_step: int | None = None, window: Window | None = None) -> Measure:
+    """J_stab over its split-half ceiling (J of two disjoint halves of one checkpoint, the pair's two
+    checkpoints averaged): set stability with the estimation noise of the scores divided out. Over a
+    window's pairs, or at the pair nearest `paper_step`."""
+
+    def measure(m: SeriesMeasurements, ctx: Context) -> Estimate:
+        estimate = (pair_mean if window is not None else pair_at)(
+            f"jstab_{kind}", window if window is not None else paper_step
+        )(m, ctx)
+        if estimate.untestable:
+            return estimate
+        pairs = ctx.scale.pairs(window) if window is not None else [ctx.scale.pair_nearest(paper_step)]
+        ceiling = getattr(m, f"ceiling_{kind}")
+        at = lambda s: ceiling.points[ceiling.steps.index(s)]  # noqa: E731
+        mean_ceiling = float(np.mean([(at(a) + at(b)) / 2 for a, b in _pairs_before(m, pairs)]))
+        if not mean_ceiling > 0:
+            return Estimate(float("nan"), np.full(estimate.replicates.shape, np.nan), estimate.steps)
+        return estimate.scaled(1 / mean_ceiling)
+
+    return measure
+
+
 PROFILE_STATISTICS = {
     "rho": lambda ctx: lambda p: rho_avg_rows(p, ctx.rho_pairs),
     "sigma": lambda ctx: sigma_rel_rows,
@@ -233,6 +333,7 @@ def drop_mean(masked: str, hits: str = "HIT@10") -> Measure:
 
 
 SHARE, CHANGE, CORRELATION, POSITIVE, DROP = (0.0, 1.0), (-1.0, 1.0), (-1.0, 1.0), (0.0, math.inf), (-math.inf, 100.0)
+DROP_WIDTH = 100.0  # a drop's range for the equivalence margin: 0 to 100 points
 
 
 def jstab_of(kind: str, window: Window) -> Quantity:
@@ -263,7 +364,9 @@ def drop_of(ablation: str, kind: str = "held-out", hits: str = "HIT@10") -> Quan
     """The drop when `ablation`'s set is masked: chosen on the other half of the examples (held-out,
     the tested one), on all of them (in-sample, the paper's) or at random (ablations.py)."""
     masked = ablation if kind == "in-sample" else f"{kind}/{ablation}"
-    return Quantity(f"{hits} drop, {ablation} masked ({kind})", drop_mean(masked, hits), unit="%", limits=DROP)
+    return Quantity(
+        f"{hits} drop, {ablation} masked ({kind})", drop_mean(masked, hits), unit="%", limits=DROP, width=DROP_WIDTH
+    )
 
 
 def drops_reported(ablation: str) -> tuple[Quantity, ...]:
@@ -276,12 +379,68 @@ def drops_reported(ablation: str) -> tuple[Quantity, ...]:
     )
 
 
-def change_of(trajectory: str, label: str, start: int, stop: int) -> Quantity:
-    return Quantity(label, change(trajectory, start, stop), set_statistic=True, percent=True, limits=CHANGE)
+def jstab_ratio_of(kind: str, window: Window | None = None, paper_step: int | None = None) -> Quantity:
+    where = window.name if window is not None else "last pair"
+    return Quantity(
+        f"{kind.upper()} J_stab / split-half ceiling {where}",
+        jstab_over_ceiling(kind, paper_step, window),
+        set_statistic=True,
+        limits=POSITIVE,
+    )
 
 
-def trend_of(trajectory: str, label: str) -> Quantity:
-    return Quantity(label, trend(trajectory, AFTER_200K), set_statistic=True)
+def change_of(kind: str, start: int, stop: int, what: str) -> Quantity:
+    """The change of gap-normalised J_stab (measure.py) between the pairs nearest two paper steps."""
+    name = lambda s: "end" if s == END else f"{s // 1000}K"  # noqa: E731
+    return Quantity(
+        f"{kind.upper()} J {what} {name(start)}→{name(stop)} (gap-normalised)",
+        change(f"jstab_{kind}_gap", start, stop),
+        set_statistic=True,
+        percent=True,
+        limits=CHANGE,
+    )
+
+
+def trend_of(kind: str) -> Quantity:
+    """The slope of gap-normalised J_stab over the pairs after 200K, per 1M paper steps."""
+    return Quantity(
+        f"{kind.upper()} J trend 200K-end (gap-normalised, per 1M steps)",
+        trend(f"jstab_{kind}_gap", AFTER_200K),
+        set_statistic=True,
+    )
+
+
+def excess_of(kind: str, window: Window, reading: str | None = None) -> Quantity:
+    routed = " among routed units" if reading == "routed" else ""
+    return Quantity(
+        f"{kind.upper()} R_t{routed} {window.name} minus its null",
+        concentration_excess(kind, window, reading),
+        set_statistic=True,
+        percent=True,
+        limits=CHANGE,
+        concentration=kind,
+    )
+
+
+def concentration_reported(kind: str, window: Window) -> tuple[Quantity, Quantity]:
+    """The paper's R_t and its split-half null, beside the tested excess."""
+    return (
+        Quantity(
+            f"{kind.upper()} R_t {window.name} (the paper's)",
+            concentration_of(kind, window),
+            set_statistic=True,
+            percent=True,
+            limits=SHARE,
+            concentration=kind,
+        ),
+        Quantity(
+            f"{kind.upper()} R_t null {window.name} (two halves of one checkpoint)",
+            concentration_of(kind, window, null=True),
+            percent=True,
+            limits=SHARE,
+            concentration=kind,
+        ),
+    )
 
 
 def moe_above_dense(quantity: Quantity, paper: str, source: str) -> Check:

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from claims.catalogue.checks import Check, Claim, Context, Quantity
+from claims.catalogue.checks import Check, Claim, Context, Quantity, concentration_reading
 from claims.statistics.intervals import Estimate, interval, method, one_sided_p, pool, seeds_needed
 from claims.statistics.measure import SeriesMeasurements
 from claims.statistics.verdicts import INCONCLUSIVE, combine, verdict
 from claims.statistics.windows import PaperScale
 from lpi_core.metrics import random_set_jaccard
 
-FAMILY_NAMES = {"moe": "MoE", "dense": "dense"}
+MARGINS_SHOWN = (0.025, 0.05, 0.1)  # the equivalence margins whose verdicts the report shows beside the one in force
 
 
 @dataclass
@@ -38,8 +38,11 @@ class CheckResult:
     seeds_needed: int | str | None = (
         None  # an inconclusive check: the seeds that would decide it (intervals.seeds_needed)
     )
-    holm_p: float | None = None  # p_value, Holm-adjusted over the run's checks (set by the report)
-    holm_verdict: str | None = None  # the verdict at the Holm-adjusted p-values (set by the report)
+    holm_p: float | None = None  # p_value, Holm-adjusted over the run's checks (multiplicity.adjust)
+    holm_verdict: str | None = None  # the verdict at the Holm-adjusted p-values: the one that decides
+    seeds_left_out: str | None = None  # seeds whose windows could not be tested (pooled over the others)
+    reading: str | None = None  # an R_t check: how R_t was read on each model (per layer or layers pooled)
+    margin_verdicts: dict[str, str] = field(default_factory=dict)  # an equivalence check: margin -> verdict
 
 
 @dataclass
@@ -56,7 +59,7 @@ class ClaimResult:
     reported: dict[str, dict[str, dict]] = field(
         default_factory=dict
     )  # reported-only quantities: label -> family -> value
-    holm_verdict: str | None = None  # from its checks' Holm verdicts (set by the report)
+    holm_verdict: str | None = None  # from its checks' Holm verdicts: the test's outcome (multiplicity.adjust)
 
     @property
     def test_id(self) -> str:
@@ -65,12 +68,15 @@ class ClaimResult:
     def message(self) -> str:
         parts = [
             f"{c.label} = {c.shown} (paper {c.paper}; claimed {c.op} {c.threshold_shown}; {c.method}; "
-            f"checkpoints {c.checkpoints}) -> {c.verdict}"
+            f"checkpoints {c.checkpoints}) -> {c.holm_verdict or c.verdict} after Holm"
+            + ("" if c.holm_p is None else f" (adjusted p {c.holm_p:.3g})")
+            + f", {c.verdict} unadjusted"
             + (f" ({c.untestable})" if c.untestable else "")
-            + ("" if c.seeds_needed is None else f" (seeds to decide: {c.seeds_needed})")
+            + ("" if c.seeds_needed is None else f" (seeds for 80% power: {c.seeds_needed})")
             for c in self.checks
         ]
-        return f"{self.test_id}: {self.verdict}: " + "; ".join(parts) + "".join(f" NOTE: {n}" for n in self.notes)
+        decided = self.holm_verdict or self.verdict
+        return f"{self.test_id}: {decided}: " + "; ".join(parts) + "".join(f" NOTE: {n}" for n in self.notes)
 
 
 def families_of(side: str) -> tuple[str, ...]:
@@ -99,7 +105,19 @@ def evaluate_check(
     seeds: list[int],
     margin: float = 0.05,
 ) -> CheckResult:
-    per_family = {f: _per_seed(check, f, measured[f], contexts, seeds) for f in families_of(check.side)}
+    families = families_of(check.side)
+    reading = None
+    if check.quantity.concentration is not None:
+        kind = check.quantity.concentration
+        if check.side == "contrast":  # one reading for both models: pooled where either model needs it
+            pooled = any(concentration_reading(m, kind) == "pooled" for f in families for m in measured[f])
+            contexts = {k: replace(c, pooled_kinds=frozenset({kind} if pooled else ())) for k, c in contexts.items()}
+        shown = []
+        for f in families:
+            first = measured[f][0]
+            shown.append(f"{f}: {_reading_shown(contexts[(f, first.seed)].reading(first, kind), first, kind)}")
+        reading = "; ".join(shown)
+    per_family = {f: _per_seed(check, f, measured[f], contexts, seeds) for f in families}
     pooled = {f: pool(e) for f, e in per_family.items()}
     if check.side == "contrast":
         estimate = pool([a - b for a, b in zip(per_family["moe"], per_family["dense"])])
@@ -110,6 +128,10 @@ def evaluate_check(
     bounds = interval(estimate, set_stat, limits=limits)
     replicates = estimate.replicates.shape[0]
     outcome = verdict(check.op, threshold, bounds, testable=estimate.untestable is None)
+    margins = {
+        f"{m:g}": verdict(check.op, check.threshold_at(m), bounds, testable=estimate.untestable is None)
+        for m in MARGINS_SHOWN
+    }
     opposite = "<" if check.op == ">" else ">"
     return CheckResult(
         label=check.label,
@@ -132,6 +154,19 @@ def evaluate_check(
         p_value=one_sided_p(estimate, set_stat, check.op, threshold, limits),
         p_value_opposite=one_sided_p(estimate, set_stat, opposite, threshold, limits),
         seeds_needed=seeds_needed(estimate, set_stat, threshold, limits) if outcome == INCONCLUSIVE else None,
+        seeds_left_out=estimate.seeds_left_out,
+        reading=reading,
+        margin_verdicts=margins if check.equivalence else {},
+    )
+
+
+def _reading_shown(reading: str, m: SeriesMeasurements, kind: str) -> str:
+    per_layer = m.units[kind] // m.units["layers"]
+    if reading == "layer":
+        return f"per layer (top 1% = {round(0.01 * per_layer)} of {per_layer} units a layer)"
+    return (
+        f"layers pooled (top 1% of a layer would be {round(0.01 * per_layer)} of {per_layer} units; "
+        f"pooled: {round(0.01 * m.units[kind])} of {m.units[kind]})"
     )
 
 
@@ -229,7 +264,7 @@ def controls(
         if f"{kind}-layer" in claim.sets:
             per_layer = units[kind] // layers
             out[f"{kind} per-layer top-1% (R_t)"] = f"{max(1, round(0.01 * per_layer))} of {per_layer} units"
-            out[f"{kind} R_t null (two halves of one checkpoint)"] = _mean_over_seeds(series, f"r_null_{kind}", usable)
+            out[f"{kind} R_t reading"] = _reading_shown(concentration_reading(m, kind), m, kind)
     if "heads" in claim.sets:
         out["heads"] = f"{heads} heads; 10 heads = {100 * 10 / heads:.1f}% of them (OLMoE 3.9%, OLMo 1.0%)"
     return out
@@ -277,4 +312,11 @@ def evaluate(
         reported=reported_quantities(claim, families, measured, contexts, seeds),
     )
     result.notes = [f"{c.label}: not testable at this scale: {c.untestable}" for c in checks if c.untestable]
+    result.notes += [f"{c.label}: {c.seeds_left_out}" for c in checks if c.seeds_left_out]
+    result.notes += [f"{c.label}: R_t read {c.reading}" for c in checks if c.reading]
+    result.notes += [
+        f"{c.label}: at equivalence margin " + ", ".join(f"{m}: {v}" for m, v in c.margin_verdicts.items())
+        for c in checks
+        if c.margin_verdicts
+    ]
     return result

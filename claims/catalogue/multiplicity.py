@@ -1,9 +1,12 @@
-"""Many checks in one run: Holm's step-down adjustment of their one-sided p-values.
+"""Many checks in one run: Holm's step-down adjustment of their one-sided p-values, which decides.
 
 Each check is a one-sided test at 2.5% (its 95% interval wholly on one side). Over m checks whose
 effects were all null, up to m · 2.5% of them would read "replicated" by chance; Holm's adjustment
 keeps the chance of even one such false replication at 2.5% over the whole run, for any
-dependence between the checks.
+dependence between the checks. The adjusted verdict is each test's outcome (pytest's pass or
+fail), the report's verdict column and its tallies; the unadjusted one is shown beside it. The
+family is the checks of the tests in the run (after -k), each counted once: the catalogue has no
+two checks over the same pairs (a climb and a trend after 200K were one finding: the trend stays).
 """
 
 from __future__ import annotations
@@ -53,6 +56,10 @@ def adjust(results: Sequence[ClaimResult]) -> dict:
     tested = sum(p is not None for p in claimed)
     count = lambda verdicts, wanted: sum(v == wanted for v in verdicts)  # noqa: E731
     return {
+        "decides": "holm",
+        "tests": len(results),
+        "tests_replicated": count([r.verdict for r in results], REPLICATED),
+        "tests_replicated_holm": count([r.holm_verdict for r in results], REPLICATED),
         "checks": tested,
         "alpha_one_sided": ALPHA,
         "expected_false_replications": expected_false_replications(tested),

@@ -28,14 +28,18 @@ from claims.catalogue.checks import (
     Claim,
     Quantity,
     change_of,
+    concentration_excess,
+    concentration_excess_at,
+    concentration_reported,
     drop_of,
     drops_reported,
+    excess_of,
     jstab_of,
+    jstab_ratio_of,
     lock_in_of,
     moe_above_dense,
     moe_below_dense,
     pair_at,
-    pair_mean,
     rho_of,
     sigma_norm_of,
     sigma_rel_reported,
@@ -48,59 +52,95 @@ DENSE_FFN_J = "text: OLMo's Jaccard overlap peaks briefly at 10.2% around 70K st
 DENSE_ATTN_J = (
     "text: OLMo's Jaccard overlap peaks at 24.6% around 70K steps but then steadily declines to 15.1% by 600K"
 )
-R_FFN = Quantity("FFN R_t 10K-end", pair_mean("r_ffn", FULL_RUN), set_statistic=True, percent=True, limits=SHARE)
+R_FFN = excess_of("ffn", FULL_RUN)
 R_ATTN_RISE = Quantity(
-    "ATTN R_t 200K-end minus first pair",
-    lambda m, c: pair_mean("r_attn", AFTER_200K)(m, c) - pair_at("r_attn", 10_000)(m, c),
+    "ATTN R_t minus its null, 200K-end minus the first pair",
+    lambda m, c: concentration_excess("attn", AFTER_200K)(m, c) - concentration_excess_at("attn", 10_000)(m, c),
     set_statistic=True,
     percent=True,
     limits=CHANGE,
+    concentration="attn",
 )
+RELIABILITY = "J_stab over its split-half ceiling: co-primary, so that stabler sets are not only less noisy scores"
+
+
+def stability_checks(kind: str, paper: str, source: str, window=None, paper_step: int | None = None) -> tuple:
+    """A J_stab contrast and its co-primary J_stab / split-half ceiling contrast (both MoE − dense > 0)."""
+    quantity = (
+        jstab_of(kind, window)
+        if window is not None
+        else Quantity(
+            f"{kind.upper()} J_stab last pair",
+            pair_at(f"jstab_{kind}", END),
+            set_statistic=True,
+            percent=True,
+            limits=SHARE,
+        )
+    )
+    return (
+        moe_above_dense(quantity=quantity, paper=paper, source=source),
+        moe_above_dense(
+            quantity=jstab_ratio_of(kind, window, paper_step), paper=paper, source=f"{source}; {RELIABILITY}"
+        ),
+    )
+
 
 CLAIMS: tuple[Claim, ...] = (
     Claim(
         id="ffn-concentration",
-        finding="top-1% FFN neurons take most positive gains in MoE (R_t > 45%), far less in dense",
+        finding=(
+            "top-1% FFN neurons take most positive gains in MoE (R_t > 45%), far less in dense; tested as R_t beyond "
+            "its split-half null, and among routed units"
+        ),
         checks=(
             Check(
                 side="moe",
                 quantity=R_FFN,
                 op=">",
-                threshold=0.45,
-                paper="48.9% (table 2)",
-                source="abstract: the top approximately 1% of MoE neurons capture over 45% of positive updates",
+                threshold=0.0,
+                paper="48.9% (table 2); over 45% (abstract)",
+                source=(
+                    "abstract: the top approximately 1% of MoE neurons capture over 45% of positive updates; "
+                    "the concentration of updates is what exceeds a checkpoint compared with itself (the null)"
+                ),
             ),
             moe_above_dense(
                 quantity=R_FFN,
                 paper="48.9% vs 26.4% (table 2)",
                 source="abstract: forming a high-utility core, which is absent in the dense baseline",
             ),
+            moe_above_dense(
+                quantity=excess_of("ffn", FULL_RUN, "routed"),
+                paper="48.9% vs 26.4% (table 2)",
+                source=(
+                    "abstract: forming a high-utility core, which is absent in the dense baseline; the routed "
+                    "control: among units routed at t or t−1, so unrouted experts' exact zeros do not make the core"
+                ),
+            ),
         ),
         sets=("ffn-layer",),
+        reported=concentration_reported("ffn", FULL_RUN),
     ),
     Claim(
         id="ffn-stability-early",
         finding="FFN top-1% set stability, 10K-70K",
-        checks=(moe_above_dense(quantity=jstab_of("ffn", EARLY), paper="22.2% vs 6.3% (table 2)", source=FIG1),),
+        checks=stability_checks("ffn", "22.2% vs 6.3% (table 2)", FIG1, window=EARLY),
         sets=("ffn",),
     ),
     Claim(
         id="ffn-stability-late",
         finding="FFN top-1% set stability, 100K-600K",
-        checks=(moe_above_dense(quantity=jstab_of("ffn", LATE), paper="25.3% vs 6.1% (table 2)", source=FIG1),),
+        checks=stability_checks("ffn", "25.3% vs 6.1% (table 2)", FIG1, window=LATE),
         sets=("ffn",),
     ),
     Claim(
         id="ffn-stability-final",
         finding="FFN top-1% set stability at the last checkpoint pair",
-        checks=(
-            moe_above_dense(
-                quantity=Quantity(
-                    "FFN J_stab last pair", pair_at("jstab_ffn", END), set_statistic=True, percent=True, limits=SHARE
-                ),
-                paper="44.2% (1.2M) vs 4.9% (600K)",
-                source=f"text: climbs monotonically to 44.2% by 1.2M steps; {DENSE_FFN_J}",
-            ),
+        checks=stability_checks(
+            "ffn",
+            "44.2% (1.2M) vs 4.9% (600K)",
+            f"text: climbs monotonically to 44.2% by 1.2M steps; {DENSE_FFN_J}",
+            paper_step=END,
         ),
         sets=("ffn",),
     ),
@@ -110,7 +150,7 @@ CLAIMS: tuple[Claim, ...] = (
         checks=(
             Check(
                 side="moe",
-                quantity=change_of("jstab_ffn", "FFN J rise 10K→70K", 10_000, 70_000),
+                quantity=change_of("ffn", 10_000, 70_000, "rise"),
                 op=">",
                 threshold=0.0,
                 paper="→ 27% @70K",
@@ -118,24 +158,20 @@ CLAIMS: tuple[Claim, ...] = (
             ),
             Check(
                 side="moe",
-                quantity=change_of("jstab_ffn", "FFN J dip 70K→200K", 70_000, 200_000),
+                quantity=change_of("ffn", 70_000, 200_000, "dip"),
                 op="<",
                 threshold=0.0,
                 paper="27% → 17.1%",
                 source="text: dips to 17.1% at 200K",
             ),
             moe_above_dense(
-                quantity=change_of("jstab_ffn", "FFN J climb 200K→end", 200_000, END),
-                paper="17.1% → 44.2% vs → 4.9% (600K)",
+                quantity=trend_of("ffn"),
+                paper="17.1% → 44.2% vs → 4.9% (600K): a monotone climb vs a decline",
                 source=f"text: then climbs monotonically to 44.2% by 1.2M steps; {DENSE_FFN_J}",
-            ),
-            moe_above_dense(
-                quantity=trend_of("jstab_ffn", "FFN J trend 200K-end (per 1M steps)"),
-                paper="monotone climb vs decline",
-                source=f"text: climbs monotonically; {DENSE_FFN_J}",
             ),
         ),
         sets=("ffn",),
+        reported=(change_of("ffn", 200_000, END, "climb"),),
     ),
     Claim(
         id="attn-stability",
@@ -145,40 +181,37 @@ CLAIMS: tuple[Claim, ...] = (
         checks=(
             Check(
                 side="moe",
-                quantity=change_of("jstab_attn", "ATTN J dip 100K→200K", 100_000, 200_000),
+                quantity=change_of("attn", 100_000, 200_000, "dip"),
                 op="<",
                 threshold=0.0,
                 paper="44.9% → 33.4%",
                 source="text: rises rapidly to 44.9% at 100K steps ..., dips to 33.4% at 200K steps",
             ),
             moe_above_dense(
-                quantity=change_of("jstab_attn", "ATTN J climb 200K→end", 200_000, END),
-                paper="33.4% → 57.7% vs → 15.1% (600K)",
+                quantity=trend_of("attn"),
+                paper="33.4% → 57.7% vs → 15.1% (600K): a sustained climb vs a steady decline",
                 source=(
                     "text: the overlap enters a sustained and robust upward trajectory, ultimately reaching 0.577 "
                     f"at 1200K steps; {DENSE_ATTN_J}"
                 ),
             ),
-            moe_above_dense(
-                quantity=trend_of("jstab_attn", "ATTN J trend 200K-end (per 1M steps)"),
-                paper="sustained climb vs steady decline",
-                source=f"text: a sustained and robust upward trajectory; {DENSE_ATTN_J}",
-            ),
             Check(
                 side="dense",
-                quantity=change_of("jstab_attn", "ATTN J change 70K→600K", 70_000, 600_000),
+                quantity=change_of("attn", 70_000, 600_000, "change"),
                 op="<",
                 threshold=0.0,
                 paper="24.6% → 15.1%",
                 source=DENSE_ATTN_J,
             ),
-            moe_above_dense(
-                quantity=jstab_of("attn", CONSOLIDATION),
-                paper="44.9% / 33.4% vs peak 24.6% (text)",
-                source="text: There is a significant difference in the stability of the core neuron sets",
+            *stability_checks(
+                "attn",
+                "44.9% / 33.4% vs peak 24.6% (text)",
+                "text: There is a significant difference in the stability of the core neuron sets",
+                window=CONSOLIDATION,
             ),
         ),
         sets=("attn",),
+        reported=(change_of("attn", 200_000, END, "climb"),),
     ),
     Claim(
         id="attn-concentration",
@@ -192,11 +225,12 @@ CLAIMS: tuple[Claim, ...] = (
                 paper="21.5% → 33-34%",
                 source=(
                     "text: this importance score ratio steadily climbs from an initial 21.5%, "
-                    "stabilizing in a plateau of 33%–34% after 200K steps"
+                    "stabilizing in a plateau of 33%–34% after 200K steps; each end less its split-half null"
                 ),
             ),
         ),
         sets=("attn-layer",),
+        reported=concentration_reported("attn", FULL_RUN),
     ),
     Claim(
         id="ffn-layer-consolidation",
@@ -237,25 +271,23 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         id="moe-full-run-consolidation",
-        finding="MoE layer profiles stay consolidated over the whole run (10K-end)",
+        finding="MoE layer profiles stay consolidated over the whole run (10K-end), more than the dense model's",
         checks=(
-            Check(
-                side="moe",
+            moe_above_dense(
                 quantity=rho_of("ffn", FULL_RUN),
-                op=">",
-                threshold=0.97,
-                margin_range=1.0,
-                paper="0.97 (table 3)",
-                source="table 3 only (OLMoE 10K–1.2M): the reported value less the equivalence margin",
+                paper="0.97 (table 3, OLMoE 10K–1.2M) vs 0.54 (OLMo 10K–600K)",
+                source=(
+                    "table 3 (OLMoE 10K–1.2M: 0.97); text: consolidation ... whereas OLMo's is only 0.54: "
+                    "a MoE − dense contrast over each run's whole post-onset stretch"
+                ),
             ),
-            Check(
-                side="moe",
+            moe_above_dense(
                 quantity=rho_of("attn", FULL_RUN),
-                op=">",
-                threshold=0.95,
-                margin_range=1.0,
-                paper="0.95 (table 3)",
-                source="table 3 only (OLMoE 10K–1.2M): the reported value less the equivalence margin",
+                paper="0.95 (table 3, OLMoE 10K–1.2M) vs 0.49 (OLMo 10K–600K)",
+                source=(
+                    "table 3 (OLMoE 10K–1.2M: 0.95); text: OLMo, with a ρ (0.49): "
+                    "a MoE − dense contrast over each run's whole post-onset stretch"
+                ),
             ),
         ),
     ),
@@ -307,7 +339,7 @@ CLAIMS: tuple[Claim, ...] = (
                 quantity=drop_of("top10-heads"),
                 op="<",
                 threshold=9.44,
-                margin_range=100.0,
+                equivalence=True,
                 paper="9.44% (table 4)",
                 source=(
                     "text: causing only a minor 9.44% average performance drop; "
@@ -319,7 +351,7 @@ CLAIMS: tuple[Claim, ...] = (
                 quantity=drop_of("top10-heads"),
                 op=">",
                 threshold=50.43,
-                margin_range=100.0,
+                equivalence=True,
                 paper="50.43% (table 4)",
                 source="text: averages a catastrophic 50.43%; the reported value less the equivalence margin",
             ),

@@ -155,8 +155,8 @@ def html_report(payload: dict, drill_downs: list[dict] = ()) -> str:
                 f'<tr class="claim" data-test="{html.escape(test)}">{head}{_cell(check["label"])}'
                 f"{_cell(check['paper'])}"
                 f"{_cell(check['shown'] + ' (' + check['op'] + ' ' + check['threshold_shown'] + ')')}"
-                f"{_cell(check['verdict'])}"
-                f"{_cell(check.get('seeds_needed') or '')}{_cell(check.get('holm_verdict') or '')}{verdict}</tr>"
+                f"{_cell(check['verdict'])}{_cell(check['verdict_unadjusted'])}"
+                f"{_cell(check.get('seeds_needed') or '')}{verdict}</tr>"
             )
     counts = {}
     for claim in payload["claims"]:
@@ -229,7 +229,7 @@ tr.claim:hover {{ background: #f3f6fb; }} .verdict.replicated {{ background: #d9
 <p>Click a claim to see its trajectory (every family and seed; shaded: the replicates' 95% band).</p>
 <div id="claim-title"></div><div id="claim-figure" class="figure"></div>
 <table id="claims"><thead><tr><th>test</th><th>check</th><th>paper</th><th>tested [95% CI] (claimed side)</th>\
-<th>check verdict</th><th>seeds to decide</th><th>Holm</th><th>verdict</th></tr></thead>
+<th>check verdict (Holm)</th><th>unadjusted</th><th>seeds for 80% power</th><th>verdict (Holm)</th></tr></thead>
 <tbody>
 {rows}
 </tbody></table>

@@ -31,8 +31,13 @@ def trajectories(m: SeriesMeasurements) -> dict:
         "onset": m.onset,
         "jstab_ffn": m.jstab_ffn.as_dict(),
         "jstab_attn": m.jstab_attn.as_dict(),
-        "r_ffn": m.r_ffn.as_dict(),
-        "r_attn": m.r_attn.as_dict(),
+        "jstab_ffn_gap_normalised": m.jstab_ffn_gap.as_dict(),
+        "jstab_attn_gap_normalised": m.jstab_attn_gap.as_dict(),
+        "reference_gap": m.reference_gap,
+        "r_ffn": m.concentration["ffn/layer"].as_dict(),
+        "r_attn": m.concentration["attn/layer"].as_dict(),
+        "r": {k: t.as_dict() for k, t in m.concentration.items()},
+        "r_null": {k: t.as_dict() for k, t in m.concentration_null.items()},
         "split_half_ceiling_ffn": m.ceiling_ffn.as_dict(),
         "split_half_ceiling_attn": m.ceiling_attn.as_dict(),
         "layer_profile_ffn": m.profile_ffn.tolist(),
@@ -45,10 +50,22 @@ def trajectories(m: SeriesMeasurements) -> dict:
     }
 
 
+def _decided(entry: dict) -> dict:
+    """`verdict` the Holm-adjusted one (it decides), `verdict_unadjusted` the check's or test's own."""
+    out = {k: v for k, v in entry.items() if k != "holm_verdict"}
+    out["verdict_unadjusted"] = entry["verdict"]
+    out["verdict"] = entry.get("holm_verdict") or entry["verdict"]
+    return out
+
+
 def payload(
     results: Sequence[ClaimResult], measured: dict[str, list[SeriesMeasurements]], context: dict, mode: str
 ) -> dict:
-    claims = [{**asdict(r), "test_id": r.test_id, "scores": mode} for r in results]
+    claims = []
+    for r in results:
+        entry = _decided({**asdict(r), "test_id": r.test_id, "scores": mode})
+        entry["checks"] = [_decided(c) for c in entry["checks"]]
+        claims.append(entry)
     return finite_or_null(
         {
             "context": context,

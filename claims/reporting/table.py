@@ -72,10 +72,11 @@ def table(results: Sequence[ClaimResult], mode: str) -> str:
                     f"{c.shown} ({c.op} {c.threshold_shown})",
                     _checkpoints(c.checkpoints),
                     mode,
+                    "" if c.holm_p is None else f"{c.holm_p:.3g}",
+                    decided(c),
                     c.verdict,
                     "" if c.seeds_needed is None else str(c.seeds_needed),
-                    c.holm_verdict or "",
-                    r.verdict if i == 0 else "",
+                    decided(r) if i == 0 else "",
                 ]
             )
     headers = [
@@ -86,19 +87,29 @@ def table(results: Sequence[ClaimResult], mode: str) -> str:
         "tested [95% CI] (claimed side)",
         "checkpoints",
         "scores",
-        "check verdict",
-        "seeds to decide",
-        "Holm",
-        "verdict",
+        "Holm p",
+        "check verdict (Holm)",
+        "unadjusted",
+        "seeds for 80% power",
+        "verdict (Holm)",
     ]
     return tabulate(rows, headers=headers, tablefmt="github")
 
 
 SEEDS_NEEDED_NOTE = (
-    "Seeds to decide (an inconclusive check): the fewest seeds at which the interval rule would decide it if the "
-    "measured effect, the seed-to-seed spread and the examples' spread stayed as measured, the interval narrowing as "
-    "1/√seeds and its t quantile with the seed count; '> 100' where no count up to 100 would."
+    "Verdicts are Holm-adjusted over the run's checks (the 'verdict (Holm)' columns decide each test's pytest "
+    "outcome); 'unadjusted' is each check's own 95% interval against its threshold. Seeds for 80% power (an "
+    "inconclusive check): the fewest seeds at which the interval rule would decide it with 80% probability if the "
+    "true effect were the measured point and the spreads stayed as measured; the examples' part shared by every seed "
+    "does not shrink with more seeds ('not by seeds' where it alone is too wide). The measured point is itself "
+    "uncertain, and selected among many checks: the count is a planning figure. '> 100' says the effect is small "
+    "beside the spread at this point estimate, not that there is no effect."
 )
+
+
+def decided(result) -> str:
+    """The verdict that decides: Holm-adjusted where the run adjusted it, else the check's or test's own."""
+    return result.holm_verdict or result.verdict
 
 
 def tally(verdicts: Sequence[str]) -> str:
@@ -112,7 +123,7 @@ def by_finding(results: Sequence[ClaimResult]) -> dict[str, str]:
     """Each finding's (claim's) verdict over all its tests: replicated only when every test is."""
     tests: dict[str, list[str]] = {}
     for r in results:
-        tests.setdefault(r.claim, []).append(r.verdict)
+        tests.setdefault(r.claim, []).append(decided(r))
     return {claim: combine(verdicts) for claim, verdicts in tests.items()}
 
 
@@ -121,9 +132,10 @@ def multiplicity_lines(summary: dict) -> list[str]:
         f"- {summary['checks']} checks, each one-sided at {100 * summary['alpha_one_sided']:.1f}%: "
         f"were every effect null, {summary['expected_false_replications']:.2f} of them would read replicated "
         "on average.",
-        f"- Holm-adjusted over the run's checks: {summary['replicated_holm']} replicated "
+        f"- Holm-adjusted over the run's checks (these decide): {summary['replicated_holm']} replicated "
         f"(unadjusted {summary['replicated']}), {summary['not_replicated_holm']} not replicated "
-        f"(unadjusted {summary['not_replicated']}); the table's Holm column per check.",
+        f"(unadjusted {summary['not_replicated']}); by test {summary['tests_replicated_holm']} of "
+        f"{summary['tests']} replicated (unadjusted {summary['tests_replicated']}).",
     ]
 
 
@@ -147,8 +159,9 @@ def markdown(results: Sequence[ClaimResult], context: dict) -> str:
         f"attention neurons: {ATTENTION[config['attn_positions']]}.",
         "",
         (
-            f"Verdicts: {tally([r.verdict for r in results])} of {len(results)} tests; by finding, "
-            f"{tally(list(findings.values()))} of {len(findings)} findings."
+            f"Verdicts (Holm-adjusted, as pytest decides): {tally([decided(r) for r in results])} of {len(results)} "
+            f"tests; by finding, {tally(list(findings.values()))} of {len(findings)} findings. Unadjusted: "
+            f"{tally([r.verdict for r in results])}."
         )
         if results
         else "Verdicts: no test was measured (see Not measured).",

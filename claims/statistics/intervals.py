@@ -1,11 +1,15 @@
-"""95% intervals over what varies: training seeds and examples (a hierarchical bootstrap), or examples alone.
+"""95% intervals over what varies: training seeds and examples (a crossed bootstrap), or examples alone.
 
-Replicate r of a quantity pools the seeds drawn for r (with replacement), each at its own
-example resample; the draws depend only on (seeds, replicates), so the MoE side, the dense side
-and their contrast use the same seeds and the same example resamples. With few seeds that
-bootstrap is too narrow at the seed level (over 3 seeds its percentile interval of a mean covers
-~73%, tests/test_intervals.py), so a pooled quantity's interval is widened to the Student t
-interval of its seeds' own values (each with its examples' noise) where that is wider. Set statistics (J_stab,
+Seeds and examples are crossed, not nested: every seed of both models is scored on the same
+examples. Replicate r of a quantity therefore pools the seeds drawn for r (with replacement), all
+at one example resample, row r, shared by every seed and both models; the draws depend only on
+(seeds, replicates), so the MoE side, the dense side and their contrast use the same seeds and
+the same example resamples. With few seeds that bootstrap is too narrow at the seed level (over 3
+seeds its percentile interval of a mean covers ~73%, tests/test_intervals.py), so a pooled
+quantity's interval is widened to a Student t interval where that is wider: its variance is the
+seeds' own spread over n plus the example component of the seeds' mean (the variance over
+resample rows of the mean over all seeds at that row), which the seeds' spread cannot show
+because every seed saw the same examples. Set statistics (J_stab,
 R_t) carry split-half deviations too, pooled the same way, and use the centred percentile
 interval widened to the split-half spread where that is wider: it removes the downward shift
 that resampling adds at the top-1% boundary and the bootstrap's too-narrow spread for a top-k
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.stats import t as student_t
@@ -37,6 +41,8 @@ class Estimate:
     untestable: str | None = None  # why it cannot be tested at this scale, if so
     split_half: np.ndarray | None = None  # [S] split-half deviations of a set statistic
     seed_points: np.ndarray | None = None  # [seeds] each seed's own point (pooled over several seeds)
+    example_means: np.ndarray | None = None  # [R] the mean over all seeds at each example resample row
+    seeds_left_out: str | None = None  # the seeds that could not be tested and why (pooled over the others)
 
     @classmethod
     def not_testable(cls, reason: str, steps: list[int], replicates: int) -> Estimate:
@@ -47,35 +53,76 @@ class Estimate:
         steps = sorted(set(self.steps) | set(other.steps))
         halves = None if self.split_half is None or other.split_half is None else self.split_half - other.split_half
         seeds = None if self.seed_points is None or other.seed_points is None else self.seed_points - other.seed_points
-        return Estimate(self.point - other.point, self.replicates - other.replicates, steps, reason, halves, seeds)
+        rows = (
+            None
+            if self.example_means is None or other.example_means is None
+            else self.example_means - other.example_means
+        )
+        return Estimate(
+            self.point - other.point, self.replicates - other.replicates, steps, reason, halves, seeds, rows
+        )
+
+    def shifted(self, offset: float) -> Estimate:
+        """The same estimate plus a constant (a fixed null subtracted, for one)."""
+        return replace(
+            self,
+            point=self.point + offset,
+            replicates=self.replicates + offset,
+            seed_points=None if self.seed_points is None else self.seed_points + offset,
+            example_means=None if self.example_means is None else self.example_means + offset,
+        )
+
+    def scaled(self, factor: float) -> Estimate:
+        """The same estimate times a positive constant (divided by a fixed ceiling, for one)."""
+        return replace(
+            self,
+            point=self.point * factor,
+            replicates=self.replicates * factor,
+            split_half=None if self.split_half is None else self.split_half * factor,
+            seed_points=None if self.seed_points is None else self.seed_points * factor,
+            example_means=None if self.example_means is None else self.example_means * factor,
+        )
 
 
 def draws(seeds: int, replicates: int) -> tuple[np.ndarray, np.ndarray]:
-    """[R, S] seed indices and [R, S] example-resample rows of the hierarchical bootstrap; one seed: rows 0..R-1."""
+    """[R, S] seed indices and [R, S] example-resample rows of the crossed bootstrap: replicate r
+    draws S seeds with replacement and scores every one of them at row r (the examples are shared
+    by all seeds); one seed: rows 0..R-1."""
+    rows = np.repeat(np.arange(replicates)[:, None], seeds, 1)
     if seeds == 1:
-        return np.zeros((replicates, 1), dtype=int), np.arange(replicates)[:, None]
-    rng = np.random.default_rng(DRAW_SEED)
-    chosen = rng.integers(0, seeds, size=(replicates, seeds))
-    rows = np.stack([rng.permutation(replicates) for _ in range(seeds)], 1)
+        return np.zeros((replicates, 1), dtype=int), rows
+    chosen = np.random.default_rng(DRAW_SEED).integers(0, seeds, size=(replicates, seeds))
     return chosen, rows
 
 
 def pool(per_seed: list[Estimate]) -> Estimate:
-    """The mean over seeds, with hierarchical bootstrap replicates (seeds, then examples)."""
+    """The mean over the seeds that can be tested, with crossed bootstrap replicates (seeds drawn,
+    examples shared); not testable when fewer than two of several seeds (or the one seed) can be."""
     reasons = [f"seed {i}: {e.untestable}" for i, e in enumerate(per_seed) if e.untestable]
     steps = sorted({s for e in per_seed for s in e.steps})
     replicates = per_seed[0].replicates.shape[0]
-    if reasons:
+    testable = [e for e in per_seed if not e.untestable]
+    if len(testable) < min(2, len(per_seed)):
         return Estimate.not_testable("; ".join(reasons), steps, replicates)
     with np.errstate(invalid="ignore"):
-        point = float(np.mean([e.point for e in per_seed]))
-        halves = None if any(e.split_half is None for e in per_seed) else _pooled([e.split_half for e in per_seed])
-        seeds = np.array([e.point for e in per_seed]) if len(per_seed) > 1 else None
-        return Estimate(point, _pooled([e.replicates for e in per_seed]), steps, split_half=halves, seed_points=seeds)
+        point = float(np.mean([e.point for e in testable]))
+        halves = None if any(e.split_half is None for e in testable) else _pooled([e.split_half for e in testable])
+        several = len(testable) > 1
+        return Estimate(
+            point,
+            _pooled([e.replicates for e in testable]),
+            steps,
+            split_half=halves,
+            seed_points=np.array([e.point for e in testable]) if several else None,
+            example_means=np.mean([e.replicates for e in testable], 0) if several else None,
+            seeds_left_out=f"{len(testable)} of {len(per_seed)} seeds tested ({'; '.join(reasons)})"
+            if reasons
+            else None,
+        )
 
 
 def _pooled(per_seed: list[np.ndarray]) -> np.ndarray:
-    """[R]: replicate r is the mean over the seeds drawn for r, each at its own row (see `draws`)."""
+    """[R]: replicate r is the mean over the seeds drawn for r, all at row r (see `draws`)."""
     values = np.stack(per_seed)  # [seeds, R]
     chosen, rows = draws(len(per_seed), values.shape[1])
     return values[chosen, rows].mean(1)
@@ -158,16 +205,32 @@ def bootstrap_part(
 def seed_part(
     estimate: Estimate, level: float = 0.95, limits: tuple[float, float] = UNBOUNDED
 ) -> tuple[float, float] | None:
-    """The t interval of the seeds' own values, on the range's scale: z(mean) ± t_{(1+level)/2, n-1} ·
-    sd(z(values)) / √n, back on the quantity's (None: under 2 seeds). Centred on the z of the seeds'
-    mean, not on their mean z, it keeps to the mean that the point estimates (tests/test_intervals.py)."""
+    """The t interval over seeds, on the range's scale: z(mean) ± t_{(1+level)/2, df} · √(sd(z(seeds))² / n
+    + var(z(example means))), back on the quantity's (None: under 2 seeds). The second term is the
+    example component of the seeds' mean: every seed saw the same examples, so their own spread
+    leaves it out. df = n - 1 (`seed_variance`). Centred on the z of the seeds' mean, not on their mean z, it keeps to the mean
+    that the point estimates (tests/test_intervals.py)."""
     seeds = estimate.seed_points
     if seeds is None or len(seeds) < 2 or not np.isfinite(seeds).all():
         return None
     scale = _scale_for(limits, *seeds)
-    z = scale.to_z(seeds)
-    low, high = student_t_interval(z - z.mean() + scale.to_z(float(np.mean(seeds))), level)
-    return float(scale.from_z(low)), float(scale.from_z(high))
+    centre = float(scale.to_z(float(np.mean(seeds))))
+    variance, df = seed_variance(estimate, scale)
+    half = float(student_t.ppf((1 + level) / 2, df)) * math.sqrt(variance)
+    return float(scale.from_z(centre - half)), float(scale.from_z(centre + half))
+
+
+def seed_variance(estimate: Estimate, scale: RangeScale) -> tuple[float, float]:
+    """The variance of the seeds' mean on `scale` (their spread / n plus the example component) and
+    the degrees of freedom of its t quantile: n - 1, the seeds' (conservative where the examples'
+    part dominates; Welch–Satterthwaite's would be narrower, and measured below 93% coverage on
+    draws whose example noise is each seed's own, tests/test_intervals.py)."""
+    z = scale.to_z(estimate.seed_points)
+    own = float(z.var(ddof=1)) / len(z)
+    rows = estimate.example_means
+    finite = np.zeros(0) if rows is None else rows[np.isfinite(rows)]
+    shared = float(scale.to_z(finite).var(ddof=1)) if finite.size > 1 else 0.0
+    return own + shared, len(z) - 1
 
 
 def interval(
@@ -207,6 +270,7 @@ def one_sided_p(
 
 
 SEEDS_LIMIT = 100
+POWER = 0.8
 
 
 def seeds_needed(
@@ -216,13 +280,16 @@ def seeds_needed(
     limits: tuple[float, float] = UNBOUNDED,
     limit: int = SEEDS_LIMIT,
 ) -> int | str | None:
-    """How many seeds would decide this check under the interval rule, the effect held at its measured
-    point: the fewest n at which both parts of the interval, scaled from the measured spreads, stop
-    short of `threshold` on the point's side, on the range's scale (`RangeScale`). The bootstrap
-    part's half-width towards the threshold shrinks as √(seeds / n) (each seed's example noise and
-    the seed draws both average over n seeds), the t part is t_{0.975, n-1} · sd(seed points) / √n.
-    "> limit" where no n up to `limit` decides, "no effect measurable" where the point sits on the
-    threshold; None with fewer than 2 seeds or an undefined quantity (no seed spread to scale)."""
+    """How many seeds would decide this check with 80% power if the effect were the measured point:
+    the fewest n at which, on the range's scale (`RangeScale`), the distance from the point to
+    `threshold` is at least (t_{0.975, n-1} + t_{0.80, n-1}) standard errors. The standard error at
+    n seeds has a part that shrinks with n (the seeds' spread, and the bootstrap part's seed share,
+    as √(seeds / n)) and one that does not (the example component shared by every seed: more seeds
+    do not average it away). "> limit" where no n up to `limit` gets there, "not by seeds" where the
+    examples' component alone is too wide, "no effect measurable" where the point sits on the
+    threshold; None with fewer than 2 seeds or an undefined quantity (no seed spread to scale). The
+    point is the measured effect, itself uncertain (and, among many checks, selected): the count
+    is a planning figure, not a promise."""
     seeds = estimate.seed_points
     if (
         estimate.untestable
@@ -239,18 +306,26 @@ def seeds_needed(
         return None
     scale = _scale_for(limits, estimate.point, threshold, low, high, *seeds)
     point, low, high = (float(scale.to_z(v)) for v in (estimate.point, low, high))
-    gap = point - float(scale.to_z(threshold))
-    towards = max(0.0, point - low if gap > 0 else high - point)
-    spread, now = float(np.std(scale.to_z(seeds), ddof=1)), len(seeds)
+    gap = abs(point - float(scale.to_z(threshold)))
+    towards = max(0.0, point - low if point > float(scale.to_z(threshold)) else high - point)
+    z975 = float(student_t.ppf(0.975, 10**6))
+    boot_se = towards / z975  # the bootstrap part's standard error now
+    rows = estimate.example_means
+    shared = float(scale.to_z(rows[np.isfinite(rows)]).var(ddof=1)) if rows is not None and rows.size > 1 else 0.0
+    spread, now = float(np.var(scale.to_z(seeds), ddof=1)), len(seeds)
+    if (z975 + float(student_t.ppf(POWER, 10**6))) * math.sqrt(shared) >= gap:
+        return "not by seeds"
     for n in range(2, limit + 1):
-        t_half = float(student_t.ppf(0.975, n - 1)) * spread / math.sqrt(n)
-        if max(towards * math.sqrt(now / n), t_half) < abs(gap):
+        factor = float(student_t.ppf(0.975, n - 1) + student_t.ppf(POWER, n - 1))
+        seed_se = math.sqrt(spread / n + shared)
+        boot_n = math.sqrt(shared + max(0.0, boot_se**2 - shared) * now / n)
+        if factor * max(seed_se, boot_n) <= gap:
             return n
     return f"> {limit}"
 
 
 def method(set_statistic: bool, seeds: int, replicates: int, splits: int = 0) -> str:
-    over = f"{seeds} seeds, then examples (hierarchical)" if seeds > 1 else "examples (one seed)"
+    over = f"{seeds} seeds crossed with the examples" if seeds > 1 else "examples (one seed)"
     if set_statistic and splits:
         text = (
             f"centred percentile bootstrap, {replicates} resamples over {over}, "
@@ -260,4 +335,6 @@ def method(set_statistic: bool, seeds: int, replicates: int, splits: int = 0) ->
         text = f"centred percentile bootstrap, {replicates} resamples over {over}"
     else:
         text = f"percentile bootstrap, {replicates} resamples over {over}"
-    return text + (f"; widened to the t interval of the {seeds} seeds' own values where wider" if seeds > 1 else "")
+    return text + (
+        f"; widened to the t interval over the {seeds} seeds (with the examples' part) where wider" if seeds > 1 else ""
+    )

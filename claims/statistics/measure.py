@@ -6,7 +6,11 @@ resampled identically and their difference is paired; likewise split s of `split
 A set statistic θ (J_stab, R_t) also gets its split-half deviations (θ(A_s) - θ(B_s)) / √2 over
 the splits into halves A_s, B_s (see lpi_core.metrics.centred_percentile_interval). S_t is read
 from `st_<kind>` where a record holds it (mean |I|), else from the signed scores (|mean I|).
-All reductions are numpy float64.
+J_stab is also carried to the series' median checkpoint gap (`gap_normalised_jaccard`), so that
+a change of J between pairs of unequal gaps is not a change of gap. R_t is read three ways
+(`READINGS`): per layer (the paper's Eq. 8), with the layers pooled, and (FFN) among the units
+routed at t or t-1, pooled; each beside its split-half null (the same statistic between the two
+halves of one checkpoint). All reductions are numpy float64.
 """
 
 from __future__ import annotations
@@ -20,14 +24,17 @@ from claims.statistics.intervals import Estimate
 from lpi_core.metrics import (
     ablation_drop,
     complement_means,
+    gap_normalised_jaccard,
     jaccard_rows,
     knowledge_onset,
+    pooled_gain_concentration_rows,
     positive_gain_concentration_rows,
     resample_weights,
     top_fraction_mask,
 )
 
 HIT_K = 10
+READINGS = {"ffn": ("layer", "pooled", "routed"), "attn": ("layer", "pooled")}  # how R_t is read (module docstring)
 
 
 @dataclass
@@ -70,16 +77,17 @@ class SeriesMeasurements:
     chance: float  # HIT@10 by chance: 10 / vocabulary size
     jstab_ffn: Trajectory
     jstab_attn: Trajectory
-    r_ffn: Trajectory
-    r_attn: Trajectory
+    jstab_ffn_gap: Trajectory  # J_stab carried to `reference_gap` steps (gap_normalised_jaccard)
+    jstab_attn_gap: Trajectory
+    reference_gap: int  # the median step gap of consecutive checkpoints
+    concentration: dict[str, Trajectory]  # R_t per pair, keyed "<kind>/<reading>" (READINGS)
+    concentration_null: dict[
+        str, Trajectory
+    ]  # the same between two disjoint halves of one checkpoint, mean over splits (no replicates)
     ceiling_ffn: (
         Trajectory  # J of the top-1% sets of two disjoint halves at each checkpoint, mean over splits (no replicates)
     )
     ceiling_attn: Trajectory
-    r_null_ffn: (
-        Trajectory  # R_t between two disjoint halves of one checkpoint (noise alone), mean over splits (no replicates)
-    )
-    r_null_attn: Trajectory
     profile_ffn: np.ndarray  # [checkpoints, layers]
     profile_attn: np.ndarray
     profile_ffn_reps: np.ndarray  # [R, checkpoints, layers]
@@ -123,6 +131,41 @@ def _pair_trajectory(
         np.array(values, dtype=float),
         stacked(replicates, reps[0].shape[0]),
         stacked(split_half, halves[0][0].shape[0]),
+    )
+
+
+def _gap_normalised(trajectory: Trajectory, steps: list[int], reference: int) -> Trajectory:
+    """J_stab of each pair carried to `reference` steps; split-half deviations by the slope at the point."""
+    gaps = np.diff(np.asarray(steps, dtype=float))
+    carry = lambda j: gap_normalised_jaccard(j, gaps, reference)  # noqa: E731
+    points = carry(trajectory.points)
+    halves = None
+    if trajectory.split_half is not None:
+        step = 1e-6
+        with np.errstate(invalid="ignore", divide="ignore"):
+            slope = (
+                carry(np.minimum(trajectory.points + step, 1)) - carry(np.maximum(trajectory.points - step, 0))
+            ) / (np.minimum(trajectory.points + step, 1) - np.maximum(trajectory.points - step, 0))
+        halves = trajectory.split_half * slope
+    return Trajectory(trajectory.steps, points, carry(trajectory.replicates), halves)
+
+
+def _routed_pairs(steps: list[int], points, reps, halves) -> Trajectory:
+    """R_t among the units routed (non-zero) at t or t-1, the layers pooled, per consecutive pair."""
+    values, replicates, split_half = [], [], []
+    for i in range(1, len(steps)):
+        routed = (points[i - 1] != 0) | (points[i] != 0)
+        metric = lambda a, b: pooled_gain_concentration_rows(a, b, routed)  # noqa: E731
+        values.append(metric(points[i - 1][None], points[i][None])[0])
+        replicates.append(metric(reps[i - 1], reps[i]))
+        (a0, a1), (b0, b1) = halves[i - 1], halves[i]
+        split_half.append((metric(a0, b0) - metric(a1, b1)) / np.sqrt(2))
+    count = lambda rows, n: np.stack(rows, 1) if rows else np.zeros((n, 0))  # noqa: E731
+    return Trajectory(
+        steps[1:],
+        np.array(values, dtype=float),
+        count(replicates, reps[0].shape[0]),
+        count(split_half, halves[0][0].shape[0]),
     )
 
 
@@ -186,6 +229,30 @@ def measure_series(
             values = np.array([np.nanmean(metric(a, b)) for a, b in halves])
         return Trajectory(steps, values, np.zeros((0, len(steps))))
 
+    def concentration(kind: str, arrays) -> tuple[dict[str, Trajectory], dict[str, Trajectory]]:
+        """R_t of `kind` under each reading (READINGS), per pair and between the halves of each checkpoint."""
+        points, _, halves = arrays
+        pooled = lambda a, b: pooled_gain_concentration_rows(a, b)  # noqa: E731
+        per_pair = {"layer": _pair_trajectory(steps, *arrays, positive_gain_concentration_rows)}
+        null = {"layer": over_halves(halves, positive_gain_concentration_rows)}
+        per_pair["pooled"], null["pooled"] = _pair_trajectory(steps, *arrays, pooled), over_halves(halves, pooled)
+        if "routed" in READINGS[kind]:
+            per_pair["routed"] = _routed_pairs(steps, *arrays)
+            null["routed"] = Trajectory(
+                steps,
+                np.array(
+                    [np.nanmean(pooled_gain_concentration_rows(a, b, p != 0)) for p, (a, b) in zip(points, halves)]
+                ),
+                np.zeros((0, len(steps))),
+            )
+        return {f"{kind}/{r}": t for r, t in per_pair.items()}, {f"{kind}/{r}": t for r, t in null.items()}
+
+    (r_ffn, null_ffn), (r_attn, null_attn) = concentration("ffn", ffn), concentration("attn", attn)
+    jstab_ffn, jstab_attn = (
+        _pair_trajectory(steps, *sets_ffn, jaccard_rows),
+        _pair_trajectory(steps, *sets_attn, jaccard_rows),
+    )
+    gap = int(np.median(np.diff(steps))) if len(steps) > 1 else 1
     chance = HIT_K / recs[0]["meta"]["vocab"]
     return SeriesMeasurements(
         family=family,
@@ -194,14 +261,15 @@ def measure_series(
         steps=steps,
         total_steps=total_steps,
         chance=chance,
-        jstab_ffn=_pair_trajectory(steps, *sets_ffn, jaccard_rows),
-        jstab_attn=_pair_trajectory(steps, *sets_attn, jaccard_rows),
-        r_ffn=_pair_trajectory(steps, *ffn, positive_gain_concentration_rows),
-        r_attn=_pair_trajectory(steps, *attn, positive_gain_concentration_rows),
+        jstab_ffn=jstab_ffn,
+        jstab_attn=jstab_attn,
+        jstab_ffn_gap=_gap_normalised(jstab_ffn, steps, gap),
+        jstab_attn_gap=_gap_normalised(jstab_attn, steps, gap),
+        reference_gap=gap,
+        concentration=r_ffn | r_attn,
+        concentration_null=null_ffn | null_attn,
         ceiling_ffn=over_halves(sets_ffn[2], jaccard_rows),
         ceiling_attn=over_halves(sets_attn[2], jaccard_rows),
-        r_null_ffn=over_halves(ffn[2], positive_gain_concentration_rows),
-        r_null_attn=over_halves(attn[2], positive_gain_concentration_rows),
         profile_ffn=np.stack([array(r, "ffn_layer") for r in recs]),
         profile_attn=np.stack([array(r, "attn_layer") for r in recs]),
         profile_ffn_reps=np.stack([array(r, "boot_ffn_layer") for r in recs], 1),
