@@ -208,8 +208,8 @@ def seed_part(
     """The t interval over seeds, on the range's scale: z(mean) ± t_{(1+level)/2, df} · √(sd(z(seeds))² / n
     + var(z(example means))), back on the quantity's (None: under 2 seeds). The second term is the
     example component of the seeds' mean: every seed saw the same examples, so their own spread
-    leaves it out. df = n - 1 (`seed_variance`). Centred on the z of the seeds' mean, not on their mean z, it keeps to the mean
-    that the point estimates (tests/test_intervals.py)."""
+    leaves it out. df = n - 1 (`seed_variance`). Centred on the z of the seeds' mean, not on their
+    mean z, it keeps to the mean that the point estimates (tests/test_intervals.py)."""
     seeds = estimate.seed_points
     if seeds is None or len(seeds) < 2 or not np.isfinite(seeds).all():
         return None
