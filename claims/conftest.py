@@ -11,7 +11,7 @@ import pytest
 
 from claims.catalogue.evaluate import ClaimResult, evaluate, families_of
 from claims.catalogue.multiplicity import adjust
-from claims.catalogue.paper import claim_by_id
+from claims.catalogue.paper import HYPOTHESES, claim_by_id
 from claims.plugin import FAMILIES_IN_RUN, SUITE
 from claims.records.scheduling import worker_index
 from claims.running.measurements import SERIES_ERRORS, compute_one_built_record, load_family, scales_for
@@ -88,7 +88,7 @@ def run_results(request, pytestconfig, measured) -> Callable[[], tuple[dict[str,
             result = evaluate(claim_by_id(claim_id), side, needed, scales, suite.rho_pairs, suite.margin)
             results.append(result)
             done[result.test_id] = result
-        adjust(results)
+        adjust(results, HYPOTHESES)
         return done, sorted(available)
 
     return get

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from statistics import NormalDist
 
 import numpy as np
 import torch
@@ -99,14 +100,27 @@ def knowledge_onset(steps: Sequence[int], hit: Sequence[float], chance: float) -
     return next(s for s, h in zip(steps, hit) if h - chance >= 0.5 * (final - chance))
 
 
+TAIL_REPLICATES = 5  # fewer replicates than this beyond a percentile: the tail is extrapolated (normal)
+
+
 def bootstrap_interval(replicates: Sequence[float], level: float = 0.95) -> tuple[float, float]:
-    """The percentile interval of bootstrap replicates (NaN replicates ignored)."""
+    """The percentile interval of bootstrap replicates (NaN replicates ignored). Above 95%, at a level
+    whose tails hold fewer than TAIL_REPLICATES replicates each (a p-value below what R replicates
+    resolve), the interval at the last resolvable level is widened about the median by the ratio of
+    the normal quantiles: a normal tail beyond the resamples, not the extreme replicate."""
     values = np.asarray(replicates, dtype=float)
     values = values[~np.isnan(values)]
     if values.size == 0:
         return (float("nan"), float("nan"))
-    tail = 100 * (1 - level) / 2
-    return (float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail)))
+    base = max(1 - 2 * TAIL_REPLICATES / values.size, 0.95)  # a 95% interval is always the plain one
+    if level <= base:
+        tail = 100 * (1 - level) / 2
+        return (float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail)))
+    low, high = bootstrap_interval(values, base)
+    middle = float(np.median(values))
+    normal = NormalDist()
+    stretch = normal.inv_cdf((1 + level) / 2) / normal.inv_cdf((1 + base) / 2)
+    return (middle - (middle - low) * stretch, middle + (high - middle) * stretch)
 
 
 def centred_percentile_interval(
@@ -230,15 +244,59 @@ def pooled_gain_concentration_rows(
     )
 
 
-def gap_normalised_jaccard(j: np.ndarray, gap: float, reference: float) -> np.ndarray:
-    """J_stab of a pair `gap` steps apart carried to `reference` steps, assuming a constant turnover:
-    the overlap o = |A ∩ B| / k = 2J / (1 + J) of two top-k sets falls as o(g) = o(1)^g, so
-    o_ref = o^(reference / gap) and J_ref = o_ref / (2 - o_ref). A series whose sets turn over at
-    one rate has one J_ref at every pair, however its checkpoints are spaced."""
-    j = np.asarray(j, dtype=float)
-    overlap = np.clip(2 * j / (1 + j), 0.0, 1.0)
-    carried = overlap ** (reference / gap)
-    return carried / (2 - carried)
+def held_out_gain_concentration_rows(
+    prev_a: np.ndarray,
+    cur_a: np.ndarray,
+    prev_b: np.ndarray,
+    cur_b: np.ndarray,
+    counted: np.ndarray | None = None,
+    pooled: bool = False,
+    fraction: float = 0.01,
+) -> np.ndarray:
+    """Cross-fitted R_t of each row of [S, layers, units] split halves A and B: per layer, the top-`fraction`
+    units of half A's positive gains Δ_A⁺ = max(0, cur_a - prev_a) and their share of half B's Δ_B⁺,
+    and the same with A and B swapped, averaged; over the layers whose B (or A) has any gain. The set
+    is chosen on examples it is not scored on, so noise alone gives about `fraction` (the share of
+    units chosen), not the tail of one half's noise. `pooled`: the layers as one; `counted` (bool
+    [layers, units]): only those units (a MoE's routed ones), the layers pooled."""
+    rows = prev_a.shape[0]
+
+    def shaped(x: np.ndarray) -> np.ndarray:
+        if counted is not None:
+            return x.reshape(rows, -1)[:, counted.reshape(-1)][:, None]
+        return x.reshape(rows, 1, -1) if pooled else x
+
+    gain_a = np.clip(shaped(cur_a).astype(np.float64) - shaped(prev_a), 0, None)
+    gain_b = np.clip(shaped(cur_b).astype(np.float64) - shaped(prev_b), 0, None)
+    k = max(1, round(fraction * gain_a.shape[2]))
+
+    def share(select: np.ndarray, score: np.ndarray) -> np.ndarray:
+        chosen = np.argpartition(-select, k - 1, axis=2)[:, :, :k]
+        top = np.sort(np.take_along_axis(score, chosen, axis=2), axis=2).sum(2)  # sorted: one order of additions
+        total = score.sum(2)
+        shares = np.where(total > 0, top / np.where(total > 0, total, 1), np.nan)
+        counted_layers = (total > 0).sum(1)
+        with np.errstate(invalid="ignore"):
+            return np.where(counted_layers > 0, np.nansum(shares, 1) / np.maximum(counted_layers, 1), np.nan)
+
+    return (share(gain_a, gain_b) + share(gain_b, gain_a)) / 2
+
+
+def stability_beyond_noise_rows(
+    prev_a: np.ndarray, prev_b: np.ndarray, cur_a: np.ndarray, cur_b: np.ndarray
+) -> np.ndarray:
+    """Row by row, for top-set masks [S, U] of two halves A, B of the examples at checkpoints t-1 and t:
+    the overlap (|X ∩ Y| / k) of sets from opposite halves across the pair, mean of (A_{t-1}, B_t) and
+    (B_{t-1}, A_t), over the overlap of the two halves at one checkpoint, mean over t-1 and t. Both
+    overlaps compare independent halves, so the scores' estimation noise is in both and divides out:
+    if noise keeps a share c of a set and the model a share ρ^g over g steps, the ratio is ρ^g,
+    whatever c. NaN where the halves share no unit."""
+    k = np.maximum(prev_a.sum(1), 1)
+    overlap = lambda x, y: (x & y).sum(1) / k  # noqa: E731
+    across = (overlap(prev_a, cur_b) + overlap(prev_b, cur_a)) / 2
+    within = (overlap(cur_a, cur_b) + overlap(prev_a, prev_b)) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(within > 0, across / np.where(within > 0, within, 1), np.nan)
 
 
 def pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -73,6 +73,16 @@ def test_the_p_value_of_one_seeds_percentile_interval_is_the_share_of_replicates
     assert one_sided_p(_estimate(0.5, replicates), False, ">", 0.0995) == pytest.approx(0.1, abs=2e-3)
 
 
+def test_a_p_value_beyond_what_the_resamples_resolve_follows_a_normal_tail():
+    # 1,000 replicates ~ N(5, 1): none at or below 0, so the share of replicates would floor p at 1 / 1,000;
+    # beyond 5 replicates a tail the interval is extended normally, and p comes out near Φ(-5) = 2.9e-7
+    from statistics import NormalDist
+
+    replicates = 5.0 + np.array([NormalDist().inv_cdf((i + 0.5) / 1000) for i in range(1000)])
+    p = one_sided_p(_estimate(5.0, replicates), False, ">", 0.0)
+    assert NormalDist().cdf(-5.0) / 2 < p < 2 * NormalDist().cdf(-5.0)
+
+
 @pytest.mark.parametrize("shift", [-0.9, -0.3, -0.05, 0.0, 0.05, 0.3, 0.9])
 def test_a_check_is_replicated_exactly_when_its_p_value_is_below_two_and_a_half_percent(shift):
     rng = np.random.default_rng(3)
@@ -110,6 +120,26 @@ def _check(p: float | None, p_opposite: float | None, outcome: str) -> CheckResu
     )
 
 
+def test_holm_over_the_catalogues_family_counts_the_checks_not_in_the_run():
+    # 2 of a family of 5: the smaller p is multiplied by 5, not 2 (the others count as p = 1)
+    assert holm([0.004, 0.02], family=5) == pytest.approx([0.02, 0.08])
+    assert holm([0.004, 0.02]) == pytest.approx([0.008, 0.02])
+
+
+def test_co_primary_checks_are_one_hypothesis_at_their_larger_p():
+    first, second = _check(0.001, 0.999, REPLICATED), _check(0.009, 0.991, REPLICATED)
+    first.coprimary = second.coprimary = "stability"
+    alone = _check(0.012, 0.988, REPLICATED)
+    results = [
+        ClaimResult("a", "contrast", "", [first, second], REPLICATED, {}, [0]),
+        ClaimResult("b", "moe", "", [alone], REPLICATED, {}, [0]),
+    ]
+    summary = adjust(results)
+    # two hypotheses: the pair at max(0.001, 0.009) = 0.009 · 2 = 0.018, then 0.012 · 1 → max(0.018, 0.012)
+    assert first.holm_p == second.holm_p == pytest.approx(0.018) and alone.holm_p == pytest.approx(0.018)
+    assert [r.holm_verdict for r in results] == [REPLICATED, REPLICATED] and summary["hypotheses"] == 2
+
+
 def test_holm_verdicts_over_a_run():
     checks = [
         _check(0.001, 0.999, REPLICATED),
@@ -128,6 +158,8 @@ def test_holm_verdicts_over_a_run():
     assert [r.holm_verdict for r in results] == [INCONCLUSIVE, NOT_REPLICATED]
     assert summary == {
         "decides": "holm",
+        "family": 3,
+        "hypotheses": 3,
         "tests": 2,
         "tests_replicated": 1,
         "tests_replicated_holm": 0,

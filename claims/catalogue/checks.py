@@ -83,6 +83,7 @@ class Check:
     paper: str  # the paper's magnitude(s)
     source: str  # the paper's sentence (or table) behind the direction or the threshold
     equivalence: bool = False  # the threshold is a value the paper reports: tested past the equivalence margin
+    coprimary: str = ""  # checks of one test sharing this name are one hypothesis, replicated only together
 
     @property
     def label(self) -> str:
@@ -200,72 +201,52 @@ def _null_of(m: SeriesMeasurements, key: str, pairs: list[int]) -> float:
         return float(np.nanmean([(at(a) + at(b)) / 2 for a, b in _pairs_before(m, pairs)]))
 
 
-def concentration_excess(kind: str, window: Window, reading: str | None = None) -> Measure:
-    """R_t over the window's pairs minus its split-half null over the same pairs: the concentration of
-    the updates beyond what comparing a checkpoint with itself gives. `reading`: "routed" (FFN units
-    routed at t or t-1, layers pooled); None: the context's reading (per layer, or pooled)."""
+def _concentration_mean(table: str, kind: str, window: Window, reading: str | None) -> Measure:
+    """The mean of an R_t trajectory (`table`: "concentration" in-sample, "concentration_held_out"
+    cross-fitted) over the window's pairs; `reading` None: the context's (per layer, or pooled)."""
 
     def measure(m: SeriesMeasurements, ctx: Context) -> Estimate:
         chosen, pairs = ctx.scale.window(window), ctx.scale.pairs(window)
         if len(chosen) < 2 or not pairs:
             return _untestable(m, f"window {window.name} holds {len(chosen)} usable checkpoint(s) {chosen}", chosen)
-        key = f"{kind}/{reading or ctx.reading(m, kind)}"
-        t = m.concentration[key]
+        t = getattr(m, table)[f"{kind}/{reading or ctx.reading(m, kind)}"]
         idx = [t.steps.index(s) for s in pairs]
-        return t.combined(idx, np.full(len(idx), 1 / len(idx)), chosen).shifted(-_null_of(m, key, pairs))
+        return t.combined(idx, np.full(len(idx), 1 / len(idx)), chosen)
 
     return measure
 
 
-def concentration_excess_at(kind: str, paper_step: int) -> Measure:
-    """R_t minus its null at the pair ending nearest `paper_step` (the context's reading)."""
+def concentration_held_out(kind: str, window: Window, reading: str | None = None) -> Measure:
+    """Cross-fitted R_t over the window's pairs: the top 1% of one half's positive gains, their share
+    of the other half's (measure.py). `reading`: "routed" (FFN units routed at t or t-1, layers
+    pooled); None: the context's reading (per layer, or pooled)."""
+    return _concentration_mean("concentration_held_out", kind, window, reading)
+
+
+def concentration_held_out_at(kind: str, paper_step: int) -> Measure:
+    """Cross-fitted R_t at the pair ending nearest `paper_step` (the context's reading)."""
 
     def measure(m: SeriesMeasurements, ctx: Context) -> Estimate:
         step = ctx.scale.pair_nearest(paper_step)
         if step is None:
             return _untestable(m, f"fewer than 2 usable checkpoints {ctx.scale.usable}", ctx.scale.usable)
-        key = f"{kind}/{ctx.reading(m, kind)}"
-        t = m.concentration[key]
-        estimate = t.combined([t.steps.index(step)], np.ones(1), [m.steps[m.steps.index(step) - 1], step])
-        return estimate.shifted(-_null_of(m, key, [step]))
+        t = m.concentration_held_out[f"{kind}/{ctx.reading(m, kind)}"]
+        return t.combined([t.steps.index(step)], np.ones(1), [m.steps[m.steps.index(step) - 1], step])
 
     return measure
 
 
 def concentration_of(kind: str, window: Window, null: bool = False) -> Measure:
-    """R_t itself over the window's pairs (the paper's number), or its split-half null (`null`),
+    """The paper's in-sample R_t over the window's pairs, or its split-half null (`null`: the same
+    statistic between two halves of one checkpoint, per pair the mean of its two checkpoints'),
     in the context's reading."""
 
     def measure(m: SeriesMeasurements, ctx: Context) -> Estimate:
-        excess = concentration_excess(kind, window)(m, ctx)
-        if excess.untestable:
-            return excess
-        offset = _null_of(m, f"{kind}/{ctx.reading(m, kind)}", ctx.scale.pairs(window))
-        if not null:
-            return excess.shifted(offset)
-        return Estimate(offset, np.full(excess.replicates.shape, offset), excess.steps)
-
-    return measure
-
-
-def jstab_over_ceiling(kind: str, paper_step: int | None = None, window: Window | None = None) -> Measure:
-    """J_stab over its split-half ceiling (J of two disjoint halves of one checkpoint, the pair's two
-    checkpoints averaged): set stability with the estimation noise of the scores divided out. Over a
-    window's pairs, or at the pair nearest `paper_step`."""
-
-    def measure(m: SeriesMeasurements, ctx: Context) -> Estimate:
-        estimate = (pair_mean if window is not None else pair_at)(
-            f"jstab_{kind}", window if window is not None else paper_step
-        )(m, ctx)
-        if estimate.untestable:
+        estimate = _concentration_mean("concentration", kind, window, None)(m, ctx)
+        if estimate.untestable or not null:
             return estimate
-        pairs = ctx.scale.pairs(window) if window is not None else [ctx.scale.pair_nearest(paper_step)]
-        ceiling = getattr(m, f"ceiling_{kind}")
-        at = lambda s: ceiling.points[ceiling.steps.index(s)]  # noqa: E731
-        mean_ceiling = float(np.mean([(at(a) + at(b)) / 2 for a, b in _pairs_before(m, pairs)]))
-        if not mean_ceiling > 0:
-            return Estimate(float("nan"), np.full(estimate.replicates.shape, np.nan), estimate.steps)
-        return estimate.scaled(1 / mean_ceiling)
+        value = _null_of(m, f"{kind}/{ctx.reading(m, kind)}", ctx.scale.pairs(window))
+        return Estimate(value, np.full(estimate.replicates.shape, value), estimate.steps)
 
     return measure
 
@@ -379,54 +360,56 @@ def drops_reported(ablation: str) -> tuple[Quantity, ...]:
     )
 
 
-def jstab_ratio_of(kind: str, window: Window | None = None, paper_step: int | None = None) -> Quantity:
+def stability_of(kind: str, window: Window | None = None, paper_step: int | None = None) -> Quantity:
+    """Set stability beyond noise (measure.py) over a window's pairs, or at the pair nearest `paper_step`."""
     where = window.name if window is not None else "last pair"
+    trajectory = f"stability_{kind}"
     return Quantity(
-        f"{kind.upper()} J_stab / split-half ceiling {where}",
-        jstab_over_ceiling(kind, paper_step, window),
+        f"{kind.upper()} set stability beyond noise {where}",
+        pair_mean(trajectory, window) if window is not None else pair_at(trajectory, paper_step),
         set_statistic=True,
         limits=POSITIVE,
     )
 
 
 def change_of(kind: str, start: int, stop: int, what: str) -> Quantity:
-    """The change of gap-normalised J_stab (measure.py) between the pairs nearest two paper steps."""
+    """The change of gap-normalised set stability beyond noise (measure.py) between the pairs nearest
+    two paper steps."""
     name = lambda s: "end" if s == END else f"{s // 1000}K"  # noqa: E731
     return Quantity(
-        f"{kind.upper()} J {what} {name(start)}→{name(stop)} (gap-normalised)",
-        change(f"jstab_{kind}_gap", start, stop),
+        f"{kind.upper()} stability {what} {name(start)}→{name(stop)} (beyond noise, gap-normalised)",
+        change(f"stability_{kind}_gap", start, stop),
         set_statistic=True,
-        percent=True,
         limits=CHANGE,
     )
 
 
 def trend_of(kind: str) -> Quantity:
-    """The slope of gap-normalised J_stab over the pairs after 200K, per 1M paper steps."""
+    """The slope of gap-normalised set stability beyond noise over the pairs after 200K, per 1M paper steps."""
     return Quantity(
-        f"{kind.upper()} J trend 200K-end (gap-normalised, per 1M steps)",
-        trend(f"jstab_{kind}_gap", AFTER_200K),
+        f"{kind.upper()} stability trend 200K-end (beyond noise, gap-normalised, per 1M steps)",
+        trend(f"stability_{kind}_gap", AFTER_200K),
         set_statistic=True,
     )
 
 
-def excess_of(kind: str, window: Window, reading: str | None = None) -> Quantity:
+def held_out_of(kind: str, window: Window, reading: str | None = None) -> Quantity:
     routed = " among routed units" if reading == "routed" else ""
     return Quantity(
-        f"{kind.upper()} R_t{routed} {window.name} minus its null",
-        concentration_excess(kind, window, reading),
+        f"{kind.upper()} R_t{routed} {window.name} (held out)",
+        concentration_held_out(kind, window, reading),
         set_statistic=True,
         percent=True,
-        limits=CHANGE,
+        limits=SHARE,
         concentration=kind,
     )
 
 
 def concentration_reported(kind: str, window: Window) -> tuple[Quantity, Quantity]:
-    """The paper's R_t and its split-half null, beside the tested excess."""
+    """The paper's in-sample R_t and its split-half null, beside the tested held-out R_t."""
     return (
         Quantity(
-            f"{kind.upper()} R_t {window.name} (the paper's)",
+            f"{kind.upper()} R_t {window.name} (in-sample, the paper's)",
             concentration_of(kind, window),
             set_statistic=True,
             percent=True,
@@ -443,9 +426,9 @@ def concentration_reported(kind: str, window: Window) -> tuple[Quantity, Quantit
     )
 
 
-def moe_above_dense(quantity: Quantity, paper: str, source: str) -> Check:
+def moe_above_dense(quantity: Quantity, paper: str, source: str, coprimary: str = "") -> Check:
     """The contrast check MoE − dense > 0."""
-    return Check("contrast", quantity, ">", 0.0, paper, source)
+    return Check("contrast", quantity, ">", 0.0, paper, source, coprimary=coprimary)
 
 
 def moe_below_dense(quantity: Quantity, paper: str, source: str) -> Check:

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from claims.catalogue.checks import Check, Claim, Context, Quantity, concentration_reading
+from claims.catalogue.paper import POWER_ALPHA
 from claims.statistics.intervals import Estimate, interval, method, one_sided_p, pool, seeds_needed
 from claims.statistics.measure import SeriesMeasurements
-from claims.statistics.verdicts import INCONCLUSIVE, combine, verdict
+from claims.statistics.verdicts import INCONCLUSIVE, REPLICATED, combine, verdict
 from claims.statistics.windows import PaperScale
 from lpi_core.metrics import random_set_jaccard
 
@@ -43,6 +44,7 @@ class CheckResult:
     seeds_left_out: str | None = None  # seeds whose windows could not be tested (pooled over the others)
     reading: str | None = None  # an R_t check: how R_t was read on each model (per layer or layers pooled)
     margin_verdicts: dict[str, str] = field(default_factory=dict)  # an equivalence check: margin -> verdict
+    coprimary: str = ""  # checks of a test sharing this name are one hypothesis for Holm
 
 
 @dataclass
@@ -94,7 +96,9 @@ def _per_seed(
     return [check.quantity.measure(by_seed[s], contexts[(family, s)]) for s in seeds]
 
 
-def _format_interval(q: Quantity, value: float, bounds: tuple[float, float]) -> str:
+def _format_interval(q: Quantity, value: float, bounds: tuple[float, float], untestable: str | None = None) -> str:
+    if untestable:
+        return f"not testable: {untestable}"
     return f"{q.format(value)} [{q.format(bounds[0])}, {q.format(bounds[1])}]"
 
 
@@ -104,7 +108,10 @@ def evaluate_check(
     contexts: dict[tuple[str, int], Context],
     seeds: list[int],
     margin: float = 0.05,
+    power_alpha: float = 0.025,
 ) -> CheckResult:
+    """One check's value, interval, verdict and p-values over the seeds; `power_alpha`: the one-sided
+    level its seeds-for-80%-power figure is planned at (2.5% / Holm's family)."""
     families = families_of(check.side)
     reading = None
     if check.quantity.concentration is not None:
@@ -148,15 +155,18 @@ def evaluate_check(
             set_stat, len(seeds), replicates, 0 if estimate.split_half is None else estimate.split_half.shape[0]
         ),
         magnitudes={f: _magnitude(check.quantity, p) for f, p in pooled.items()},
-        shown=_format_interval(check.quantity, estimate.point, bounds),
+        shown=_format_interval(check.quantity, estimate.point, bounds, estimate.untestable),
         threshold_shown=check.quantity.format(threshold),
         untestable=estimate.untestable,
         p_value=one_sided_p(estimate, set_stat, check.op, threshold, limits),
         p_value_opposite=one_sided_p(estimate, set_stat, opposite, threshold, limits),
-        seeds_needed=seeds_needed(estimate, set_stat, threshold, limits) if outcome == INCONCLUSIVE else None,
+        seeds_needed=seeds_needed(estimate, set_stat, threshold, limits, alpha=power_alpha)
+        if outcome in (INCONCLUSIVE, REPLICATED)
+        else None,
         seeds_left_out=estimate.seeds_left_out,
         reading=reading,
         margin_verdicts=margins if check.equivalence else {},
+        coprimary=check.coprimary,
     )
 
 
@@ -173,7 +183,8 @@ def _reading_shown(reading: str, m: SeriesMeasurements, kind: str) -> str:
 def _magnitude(quantity: Quantity, pooled: Estimate) -> dict:
     """One model's value of `quantity` over the seeds, with its interval (inside the quantity's range)."""
     bounds = interval(pooled, quantity.set_statistic, limits=quantity.limits)
-    return {"value": pooled.point, "interval": bounds, "shown": _format_interval(quantity, pooled.point, bounds)}
+    shown = _format_interval(quantity, pooled.point, bounds, pooled.untestable)
+    return {"value": pooled.point, "interval": bounds, "shown": shown}
 
 
 def reported_quantities(
@@ -296,7 +307,7 @@ def evaluate(
         raise KeyError(f"{claim.id}-{side} needs the {', '.join(missing)} series")
     seeds = sorted(set.intersection(*({m.seed for m in measured[f]} for f in families)))
     contexts = {key: Context(scale, rho_pairs, margin) for key, scale in scales.items()}
-    checks = [evaluate_check(c, measured, contexts, seeds, margin) for c in claim.checks_for(side)]
+    checks = [evaluate_check(c, measured, contexts, seeds, margin, POWER_ALPHA) for c in claim.checks_for(side)]
     used = {f: sorted({s for c in checks for s in c.checkpoints.get(f, [])}) for f in families}
     result = ClaimResult(
         claim=claim.id,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from claims.catalogue.evaluate import ClaimResult, evaluate, families_of, one_model
 from claims.catalogue.multiplicity import adjust
-from claims.catalogue.paper import CLAIMS
+from claims.catalogue.paper import CLAIMS, HYPOTHESES
 from claims.fixtures.miniature.build import MiniatureRun
 from claims.fixtures.miniature.figure import training_figure
 from claims.records.compute import versions
@@ -64,7 +64,7 @@ def build_report(
     scales = scales_for(config, measured)
     results = evaluate_all(config, measured, scales, test_ids)
     context = {
-        "multiplicity": adjust(results),
+        "multiplicity": adjust(results, HYPOTHESES),
         "config": config.as_dict(),
         "series": series_info,
         "scales": {f"{f} seed {s}": scale.describe() for (f, s), scale in sorted(scales.items())},

@@ -245,12 +245,17 @@ def interval(
     return min(low, seeds[0]), max(high, seeds[1])
 
 
+P_FLOOR = 1e-12  # a p-value below this is reported as this (beyond R replicates the tail is normal: metrics.py)
+
+
 def one_sided_p(
     estimate: Estimate, set_statistic: bool, op: str, threshold: float, limits: tuple[float, float] = UNBOUNDED
 ) -> float | None:
     """The p-value the verdict rule implies for the claimed side `op` of `threshold`: the smallest α
     at which the (1 - 2α) interval lies wholly on that side (so a check is replicated at 95% exactly
-    when p < 0.025); 1.0 where no interval does, None where the quantity is undefined."""
+    when p < 0.025); 1.0 where no interval does, None where the quantity is undefined. Beyond what
+    the resamples resolve (fewer than 5 in a tail) the bootstrap part's tail is normal
+    (`bootstrap_interval`), so p is not floored at 1 / resamples."""
     if estimate.untestable or not np.isfinite(estimate.point):
         return None
 
@@ -258,7 +263,7 @@ def one_sided_p(
         low, high = interval(estimate, set_statistic, 1 - 2 * alpha, limits)
         return low > threshold if op == ">" else high < threshold
 
-    floor, ceiling = 1e-6, 0.4999
+    floor, ceiling = P_FLOOR, 0.4999
     if not on_side(ceiling):
         return 1.0
     if on_side(floor):
@@ -279,10 +284,12 @@ def seeds_needed(
     threshold: float,
     limits: tuple[float, float] = UNBOUNDED,
     limit: int = SEEDS_LIMIT,
+    alpha: float = 0.025,
 ) -> int | str | None:
-    """How many seeds would decide this check with 80% power if the effect were the measured point:
-    the fewest n at which, on the range's scale (`RangeScale`), the distance from the point to
-    `threshold` is at least (t_{0.975, n-1} + t_{0.80, n-1}) standard errors. The standard error at
+    """How many seeds would decide this check with 80% power at one-sided level `alpha` (the caller
+    passes Holm's first step, 2.5% over the family) if the effect were the measured point: the fewest
+    n at which, on the range's scale (`RangeScale`), the distance from the point to `threshold` is at
+    least (t_{1-alpha, n-1} + t_{0.80, n-1}) standard errors. The standard error at
     n seeds has a part that shrinks with n (the seeds' spread, and the bootstrap part's seed share,
     as √(seeds / n)) and one that does not (the example component shared by every seed: more seeds
     do not average it away). "> limit" where no n up to `limit` gets there, "not by seeds" where the
@@ -309,14 +316,15 @@ def seeds_needed(
     gap = abs(point - float(scale.to_z(threshold)))
     towards = max(0.0, point - low if point > float(scale.to_z(threshold)) else high - point)
     z975 = float(student_t.ppf(0.975, 10**6))
-    boot_se = towards / z975  # the bootstrap part's standard error now
+    boot_se = towards / z975  # the bootstrap part's standard error now (its interval is a 95% one)
+    level = float(student_t.ppf(1 - alpha, 10**6))
     rows = estimate.example_means
     shared = float(scale.to_z(rows[np.isfinite(rows)]).var(ddof=1)) if rows is not None and rows.size > 1 else 0.0
     spread, now = float(np.var(scale.to_z(seeds), ddof=1)), len(seeds)
-    if (z975 + float(student_t.ppf(POWER, 10**6))) * math.sqrt(shared) >= gap:
+    if (level + float(student_t.ppf(POWER, 10**6))) * math.sqrt(shared) >= gap:
         return "not by seeds"
     for n in range(2, limit + 1):
-        factor = float(student_t.ppf(0.975, n - 1) + student_t.ppf(POWER, n - 1))
+        factor = float(student_t.ppf(1 - alpha, n - 1) + student_t.ppf(POWER, n - 1))
         seed_se = math.sqrt(spread / n + shared)
         boot_n = math.sqrt(shared + max(0.0, boot_se**2 - shared) * now / n)
         if factor * max(seed_se, boot_n) <= gap:

@@ -6,11 +6,15 @@ resampled identically and their difference is paired; likewise split s of `split
 A set statistic θ (J_stab, R_t) also gets its split-half deviations (θ(A_s) - θ(B_s)) / √2 over
 the splits into halves A_s, B_s (see lpi_core.metrics.centred_percentile_interval). S_t is read
 from `st_<kind>` where a record holds it (mean |I|), else from the signed scores (|mean I|).
-J_stab is also carried to the series' median checkpoint gap (`gap_normalised_jaccard`), so that
-a change of J between pairs of unequal gaps is not a change of gap. R_t is read three ways
+Set stability beyond noise (`stability_beyond_noise_rows`: the overlap of top sets from opposite
+halves of the examples at t-1 and t over the overlap of the two halves at one checkpoint) is also
+carried to the series' median checkpoint gap, so that a change between pairs of unequal gaps is
+not a change of gap, nor of the scores' noise. R_t is read three ways
 (`READINGS`): per layer (the paper's Eq. 8), with the layers pooled, and (FFN) among the units
-routed at t or t-1, pooled; each beside its split-half null (the same statistic between the two
-halves of one checkpoint). All reductions are numpy float64.
+routed at t or t-1, pooled; each in-sample (the paper's), beside its split-half null (the same
+statistic between the two halves of one checkpoint), and cross-fitted (the units chosen on one
+half of the examples, their share scored on the other: the tested one). All reductions are numpy
+float64.
 """
 
 from __future__ import annotations
@@ -24,12 +28,13 @@ from claims.statistics.intervals import Estimate
 from lpi_core.metrics import (
     ablation_drop,
     complement_means,
-    gap_normalised_jaccard,
+    held_out_gain_concentration_rows,
     jaccard_rows,
     knowledge_onset,
     pooled_gain_concentration_rows,
     positive_gain_concentration_rows,
     resample_weights,
+    stability_beyond_noise_rows,
     top_fraction_mask,
 )
 
@@ -77,13 +82,16 @@ class SeriesMeasurements:
     chance: float  # HIT@10 by chance: 10 / vocabulary size
     jstab_ffn: Trajectory
     jstab_attn: Trajectory
-    jstab_ffn_gap: Trajectory  # J_stab carried to `reference_gap` steps (gap_normalised_jaccard)
-    jstab_attn_gap: Trajectory
+    stability_ffn: Trajectory  # set stability beyond noise per pair (stability_beyond_noise_rows)
+    stability_attn: Trajectory
+    stability_ffn_gap: Trajectory  # the same carried to `reference_gap` steps (constant turnover)
+    stability_attn_gap: Trajectory
     reference_gap: int  # the median step gap of consecutive checkpoints
     concentration: dict[str, Trajectory]  # R_t per pair, keyed "<kind>/<reading>" (READINGS)
     concentration_null: dict[
         str, Trajectory
     ]  # the same between two disjoint halves of one checkpoint, mean over splits (no replicates)
+    concentration_held_out: dict[str, Trajectory]  # cross-fitted R_t per pair (the tested one), same keys
     ceiling_ffn: (
         Trajectory  # J of the top-1% sets of two disjoint halves at each checkpoint, mean over splits (no replicates)
     )
@@ -134,28 +142,36 @@ def _pair_trajectory(
     )
 
 
+def _stability(steps: list[int], halves: list[tuple[np.ndarray, np.ndarray]], replicates: int) -> Trajectory:
+    """Set stability beyond noise per consecutive pair (`stability_beyond_noise_rows`), mean over the
+    splits; replicate r is split r mod S's value (one partition of the examples for every series)."""
+    values, rows = [], []
+    for (prev_a, prev_b), (cur_a, cur_b) in zip(halves[:-1], halves[1:]):
+        per_split = stability_beyond_noise_rows(prev_a, prev_b, cur_a, cur_b)
+        values.append(float(np.nanmean(per_split)) if np.isfinite(per_split).any() else float("nan"))
+        rows.append(per_split[np.arange(replicates) % per_split.size])
+    return Trajectory(
+        steps[1:], np.array(values, dtype=float), np.stack(rows, 1) if rows else np.zeros((replicates, 0))
+    )
+
+
 def _gap_normalised(trajectory: Trajectory, steps: list[int], reference: int) -> Trajectory:
-    """J_stab of each pair carried to `reference` steps; split-half deviations by the slope at the point."""
-    gaps = np.diff(np.asarray(steps, dtype=float))
-    carry = lambda j: gap_normalised_jaccard(j, gaps, reference)  # noqa: E731
-    points = carry(trajectory.points)
-    halves = None
-    if trajectory.split_half is not None:
-        step = 1e-6
-        with np.errstate(invalid="ignore", divide="ignore"):
-            slope = (
-                carry(np.minimum(trajectory.points + step, 1)) - carry(np.maximum(trajectory.points - step, 0))
-            ) / (np.minimum(trajectory.points + step, 1) - np.maximum(trajectory.points - step, 0))
-        halves = trajectory.split_half * slope
-    return Trajectory(trajectory.steps, points, carry(trajectory.replicates), halves)
+    """Stability beyond noise (≈ ρ^gap under a constant turnover ρ a step) carried to `reference` steps."""
+    power = reference / np.diff(np.asarray(steps, dtype=float))
+    carry = lambda x: np.clip(x, 0, None) ** power  # noqa: E731
+    return Trajectory(trajectory.steps, carry(trajectory.points), carry(trajectory.replicates))
+
+
+def _routed(points: list[np.ndarray], i: int) -> np.ndarray:
+    """The units routed (non-zero) at checkpoint i - 1 or i."""
+    return (points[i - 1] != 0) | (points[i] != 0)
 
 
 def _routed_pairs(steps: list[int], points, reps, halves) -> Trajectory:
     """R_t among the units routed (non-zero) at t or t-1, the layers pooled, per consecutive pair."""
     values, replicates, split_half = [], [], []
     for i in range(1, len(steps)):
-        routed = (points[i - 1] != 0) | (points[i] != 0)
-        metric = lambda a, b: pooled_gain_concentration_rows(a, b, routed)  # noqa: E731
+        metric = lambda a, b: pooled_gain_concentration_rows(a, b, _routed(points, i))  # noqa: E731
         values.append(metric(points[i - 1][None], points[i][None])[0])
         replicates.append(metric(reps[i - 1], reps[i]))
         (a0, a1), (b0, b1) = halves[i - 1], halves[i]
@@ -167,6 +183,23 @@ def _routed_pairs(steps: list[int], points, reps, halves) -> Trajectory:
         count(replicates, reps[0].shape[0]),
         count(split_half, halves[0][0].shape[0]),
     )
+
+
+def _held_out_pairs(steps: list[int], points, halves, replicates: int, reading: str) -> Trajectory:
+    """Cross-fitted R_t (`held_out_gain_concentration_rows`) per consecutive pair, mean over the splits;
+    replicate r is split r mod S's value (the same partition of the examples for every series, so
+    contrasts stay paired): the spread of a half-sample estimate, wider than the mean's (conservative)."""
+    values, rows = [], []
+    for i in range(1, len(steps)):
+        (prev_a, prev_b), (cur_a, cur_b) = halves[i - 1], halves[i]
+        counted = _routed(points, i) if reading == "routed" else None
+        per_split = held_out_gain_concentration_rows(
+            prev_a, cur_a, prev_b, cur_b, counted=counted, pooled=reading == "pooled"
+        )
+        values.append(float(np.nanmean(per_split)) if np.isfinite(per_split).any() else float("nan"))
+        rows.append(per_split[np.arange(replicates) % per_split.size])
+    reps = np.stack(rows, 1) if rows else np.zeros((replicates, 0))
+    return Trajectory(steps[1:], np.array(values, dtype=float), reps)
 
 
 def _top_sets(points: list[np.ndarray], reps: list[np.ndarray], halves: list[tuple[np.ndarray, np.ndarray]]):
@@ -229,6 +262,12 @@ def measure_series(
             values = np.array([np.nanmean(metric(a, b)) for a, b in halves])
         return Trajectory(steps, values, np.zeros((0, len(steps))))
 
+    def held_out(kind: str, arrays) -> dict[str, Trajectory]:
+        """Cross-fitted R_t of `kind` under each reading (READINGS), per pair."""
+        points, boot, halves = arrays
+        count = boot[0].shape[0]
+        return {f"{kind}/{r}": _held_out_pairs(steps, points, halves, count, r) for r in READINGS[kind]}
+
     def concentration(kind: str, arrays) -> tuple[dict[str, Trajectory], dict[str, Trajectory]]:
         """R_t of `kind` under each reading (READINGS), per pair and between the halves of each checkpoint."""
         points, _, halves = arrays
@@ -248,11 +287,8 @@ def measure_series(
         return {f"{kind}/{r}": t for r, t in per_pair.items()}, {f"{kind}/{r}": t for r, t in null.items()}
 
     (r_ffn, null_ffn), (r_attn, null_attn) = concentration("ffn", ffn), concentration("attn", attn)
-    jstab_ffn, jstab_attn = (
-        _pair_trajectory(steps, *sets_ffn, jaccard_rows),
-        _pair_trajectory(steps, *sets_attn, jaccard_rows),
-    )
     gap = int(np.median(np.diff(steps))) if len(steps) > 1 else 1
+    stability = {kind: _stability(steps, sets[2], reps) for kind, sets in (("ffn", sets_ffn), ("attn", sets_attn))}
     chance = HIT_K / recs[0]["meta"]["vocab"]
     return SeriesMeasurements(
         family=family,
@@ -261,13 +297,16 @@ def measure_series(
         steps=steps,
         total_steps=total_steps,
         chance=chance,
-        jstab_ffn=jstab_ffn,
-        jstab_attn=jstab_attn,
-        jstab_ffn_gap=_gap_normalised(jstab_ffn, steps, gap),
-        jstab_attn_gap=_gap_normalised(jstab_attn, steps, gap),
+        jstab_ffn=_pair_trajectory(steps, *sets_ffn, jaccard_rows),
+        jstab_attn=_pair_trajectory(steps, *sets_attn, jaccard_rows),
+        stability_ffn=stability["ffn"],
+        stability_attn=stability["attn"],
+        stability_ffn_gap=_gap_normalised(stability["ffn"], steps, gap),
+        stability_attn_gap=_gap_normalised(stability["attn"], steps, gap),
         reference_gap=gap,
         concentration=r_ffn | r_attn,
         concentration_null=null_ffn | null_attn,
+        concentration_held_out=held_out("ffn", ffn) | held_out("attn", attn),
         ceiling_ffn=over_halves(sets_ffn[2], jaccard_rows),
         ceiling_attn=over_halves(sets_attn[2], jaccard_rows),
         profile_ffn=np.stack([array(r, "ffn_layer") for r in recs]),

@@ -9,6 +9,7 @@ NOT_REPLICATED = "not replicated"  # the whole interval lies on the other side
 INCONCLUSIVE = "inconclusive"  # the interval straddles (or touches) the threshold
 NOT_MEASURED = "not measured"  # the quantity is undefined (NaN: a drop from HIT@10 = 0, no variance, non-finite scores)
 NOT_TESTABLE = "not testable at this scale"  # its window holds fewer than 2 usable (post-onset) checkpoints
+ALPHA = 0.025  # one-sided: the tail of a 95% interval
 VERDICTS = (REPLICATED, NOT_REPLICATED, INCONCLUSIVE, NOT_MEASURED, NOT_TESTABLE)
 _SEVERITY = (NOT_REPLICATED, INCONCLUSIVE, NOT_MEASURED, NOT_TESTABLE, REPLICATED)  # a claim takes its checks' first
 
