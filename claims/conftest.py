@@ -115,7 +115,11 @@ def check_claim(run_results, record_property) -> Callable[[str, str], None]:
         record_property("verdict_unadjusted", result.verdict)
         record_property(
             "measured",
-            "; ".join(f"{c.label} {c.shown}: {c.holm_verdict} ({c.verdict} unadjusted)" for c in result.checks),
+            "; ".join(
+                f"{c.label} {c.shown}: {c.holm_verdict}"
+                + (f" ({c.verdict} unadjusted)" if c.verdict != c.holm_verdict else "")
+                for c in result.checks
+            ),
         )
         if result.holm_verdict != REPLICATED:
             pytest.fail(result.message(), pytrace=False)

@@ -160,7 +160,8 @@ class ClaimsReporter:
         if reporter is not None:
             if reporter._tw.width_of_current_line:  # after -q progress characters
                 reporter._tw.line()
-            unadjusted = f" (Holm; {props['verdict_unadjusted']} unadjusted)" if "verdict_unadjusted" in props else ""
+            before = props.get("verdict_unadjusted", props["verdict"])
+            unadjusted = f" (Holm; {before} unadjusted)" if before != props["verdict"] else ""
             reporter.write_line(f"claim {props['test_id']}: {props['verdict']}{unadjusted}: {props['measured']}")
 
     def pytest_terminal_summary(self, terminalreporter, exitstatus: int, config: pytest.Config) -> None:

@@ -279,7 +279,7 @@ CLAIMS: tuple[Claim, ...] = (
         reported=sigma_rel_reported("attn"),
     ),
     Claim(
-        id="moe-full-run-consolidation",
+        id="full-run-consolidation",
         finding="MoE layer profiles stay consolidated over the whole run (10K-end), more than the dense model's",
         checks=(
             moe_above_dense(

@@ -24,7 +24,7 @@ CLAIM_TRAJECTORY = {
     "attn-stability": ("jstab_attn", "ATTN top-1% set stability J_stab"),
     "ffn-layer-consolidation": ("split_half_ceiling_ffn", "FFN split-half ceiling of the unit scores"),
     "attn-layer-consolidation": ("split_half_ceiling_attn", "ATTN split-half ceiling of the unit scores"),
-    "moe-full-run-consolidation": ("split_half_ceiling_ffn", "FFN split-half ceiling of the unit scores"),
+    "full-run-consolidation": ("split_half_ceiling_ffn", "FFN split-half ceiling of the unit scores"),
     "early-lock-in": ("split_half_ceiling_ffn", "FFN split-half ceiling of the unit scores"),
     "ablate-top1-head": ("ablation_drops.top1-head", "HIT@10 drop (%), top-1 head masked"),
     "ablate-top10-heads": ("ablation_drops.top10-heads", "HIT@10 drop (%), top-10 heads masked"),
