@@ -140,7 +140,7 @@ def test_the_paper_suite_runs_offline_on_a_local_directory_to_a_report(tmp_path)
     alone = payload["context"]["one_model"]  # the contrasts' numbers for the dense model alone, no verdict
     assert set(alone) == {t for t in EVERY_TEST - DENSE_TESTS if t.endswith("-contrast")}
     assert alone["ablate-top10-heads-contrast"]["dense"][top10["label"]]["value"] == top10["value"]
-    r_ffn = alone["ffn-concentration-contrast"]["dense"]["FFN R_t 10K-end (the paper's)"]
+    r_ffn = alone["ffn-concentration-contrast"]["dense"]["FFN R_t 10K-end (in-sample, the paper's)"]
     assert 0 < r_ffn["value"] < 1 and r_ffn["interval"][0] <= r_ffn["value"] <= r_ffn["interval"][1]
     text = (tmp_path / "report" / "claims.md").read_text()
     assert "fraction of its run" in text and "ffn-concentration-contrast, the dense model alone" in text

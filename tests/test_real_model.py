@@ -135,13 +135,11 @@ def test_single_checkpoint_claims_run_end_to_end_through_the_paper_suite(gguf, t
         "not replicated",
     )
     alone = payload["context"]["one_model"]  # the contrasts' numbers for the dense model alone
-    r_ffn = alone["ffn-concentration-contrast"]["dense"][
-        "FFN R_t 10K-end minus its null"
-    ]  # R_t needs a checkpoint before
+    r_ffn = alone["ffn-concentration-contrast"]["dense"]["FFN R_t 10K-end (held out)"]  # R_t needs a checkpoint before
     assert "holds 1 usable checkpoint(s)" in r_ffn["untestable"] and "value" not in r_ffn
     ffn_drop = alone["ablate-top1pct-ffn-contrast"]["dense"]["HIT@10 drop, top1pct-ffn masked (held-out)"]
     assert ffn_drop["interval"][0] <= ffn_drop["value"] <= ffn_drop["interval"][1] <= 100
-    change = checks["ATTN J change 70K→600K (gap-normalised)"]  # a change between two points
+    change = checks["ATTN stability change 70K→600K (beyond noise, gap-normalised)"]  # a change between two points
     assert change["verdict"] == "not testable at this scale" and "usable checkpoints [1]" in change["untestable"]
     assert str(gguf) in (tmp_path / "report" / "claims.md").read_text()
     assert_nothing_half_written(tmp_path / "cache", tmp_path / "report")
