@@ -317,14 +317,17 @@ SHARE, CHANGE, CORRELATION, POSITIVE, DROP = (0.0, 1.0), (-1.0, 1.0), (-1.0, 1.0
 DROP_WIDTH = 100.0  # a drop's range for the equivalence margin: 0 to 100 points
 
 
-def jstab_of(kind: str, window: Window) -> Quantity:
-    return Quantity(
-        f"{kind.upper()} J_stab {window.name}",
-        pair_mean(f"jstab_{kind}", window),
-        set_statistic=True,
-        percent=True,
-        limits=SHARE,
-    )
+def _over_pairs(trajectory: str, window: Window | None, paper_step: int | None) -> tuple[str, Measure]:
+    """Where (the window's name, or "last pair") and the measure of a pair trajectory over a window's
+    pairs, or at the pair nearest `paper_step` (END: the last pair)."""
+    if window is not None:
+        return window.name, pair_mean(trajectory, window)
+    return "last pair", pair_at(trajectory, paper_step)
+
+
+def jstab_of(kind: str, window: Window | None = None, paper_step: int | None = None) -> Quantity:
+    where, measure = _over_pairs(f"jstab_{kind}", window, paper_step)
+    return Quantity(f"{kind.upper()} J_stab {where}", measure, set_statistic=True, percent=True, limits=SHARE)
 
 
 def rho_of(kind: str, window: Window) -> Quantity:
@@ -362,14 +365,8 @@ def drops_reported(ablation: str) -> tuple[Quantity, ...]:
 
 def stability_of(kind: str, window: Window | None = None, paper_step: int | None = None) -> Quantity:
     """Set stability beyond noise (measure.py) over a window's pairs, or at the pair nearest `paper_step`."""
-    where = window.name if window is not None else "last pair"
-    trajectory = f"stability_{kind}"
-    return Quantity(
-        f"{kind.upper()} set stability beyond noise {where}",
-        pair_mean(trajectory, window) if window is not None else pair_at(trajectory, paper_step),
-        set_statistic=True,
-        limits=POSITIVE,
-    )
+    where, measure = _over_pairs(f"stability_{kind}", window, paper_step)
+    return Quantity(f"{kind.upper()} set stability beyond noise {where}", measure, set_statistic=True, limits=POSITIVE)
 
 
 def change_of(kind: str, start: int, stop: int, what: str) -> Quantity:

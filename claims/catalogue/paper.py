@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from claims.catalogue.checks import (
     CHANGE,
-    SHARE,
     Check,
     Claim,
     Quantity,
@@ -38,7 +37,6 @@ from claims.catalogue.checks import (
     lock_in_of,
     moe_above_dense,
     moe_below_dense,
-    pair_at,
     rho_of,
     sigma_norm_of,
     sigma_rel_reported,
@@ -69,18 +67,8 @@ RELIABILITY = (
 
 
 def stability_checks(kind: str, paper: str, source: str, window=None, paper_step: int | None = None) -> tuple:
-    """A J_stab contrast and its co-primary J_stab / split-half ceiling contrast (both MoE − dense > 0)."""
-    quantity = (
-        jstab_of(kind, window)
-        if window is not None
-        else Quantity(
-            f"{kind.upper()} J_stab last pair",
-            pair_at(f"jstab_{kind}", END),
-            set_statistic=True,
-            percent=True,
-            limits=SHARE,
-        )
-    )
+    """A J_stab contrast and its co-primary set stability beyond noise contrast (both MoE − dense > 0)."""
+    quantity = jstab_of(kind, window, paper_step)
     return (
         moe_above_dense(quantity=quantity, paper=paper, source=source, coprimary=f"{kind} stability"),
         moe_above_dense(
