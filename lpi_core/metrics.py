@@ -253,12 +253,13 @@ def held_out_gain_concentration_rows(
     pooled: bool = False,
     fraction: float = 0.01,
 ) -> np.ndarray:
-    """Cross-fitted R_t of each row of [S, layers, units] split halves A and B: per layer, the top-`fraction`
-    units of half A's positive gains Δ_A⁺ = max(0, cur_a - prev_a) and their share of half B's Δ_B⁺,
-    and the same with A and B swapped, averaged; over the layers whose B (or A) has any gain. The set
-    is chosen on examples it is not scored on, so noise alone gives about `fraction` (the share of
-    units chosen), not the tail of one half's noise. `pooled`: the layers as one; `counted` (bool
-    [layers, units]): only those units (a MoE's routed ones), the layers pooled."""
+    """Cross-fitted R_t of each row of [S, layers, units] split halves A and B: per layer, the
+    top-`fraction` units of half A's positive gains Δ_A⁺ = max(0, cur_a - prev_a), their *signed*
+    gain on half B over B's positive gains Σ Δ_B⁺, and the same with A and B swapped, averaged; over
+    the layers whose B (or A) has any gain. The set is chosen on examples it is not scored on and
+    scored by its signed change there, so a change that is noise alone (of any scale, unit by unit)
+    gives 0 on average; `pooled`: the layers as one; `counted` (bool [layers, units]): only those
+    units (a MoE's routed ones), the layers pooled."""
     rows = prev_a.shape[0]
 
     def shaped(x: np.ndarray) -> np.ndarray:
@@ -266,37 +267,42 @@ def held_out_gain_concentration_rows(
             return x.reshape(rows, -1)[:, counted.reshape(-1)][:, None]
         return x.reshape(rows, 1, -1) if pooled else x
 
-    gain_a = np.clip(shaped(cur_a).astype(np.float64) - shaped(prev_a), 0, None)
-    gain_b = np.clip(shaped(cur_b).astype(np.float64) - shaped(prev_b), 0, None)
-    k = max(1, round(fraction * gain_a.shape[2]))
+    change_a = shaped(cur_a).astype(np.float64) - shaped(prev_a)
+    change_b = shaped(cur_b).astype(np.float64) - shaped(prev_b)
+    k = max(1, round(fraction * change_a.shape[2]))
 
     def share(select: np.ndarray, score: np.ndarray) -> np.ndarray:
-        chosen = np.argpartition(-select, k - 1, axis=2)[:, :, :k]
+        chosen = np.argpartition(-np.clip(select, 0, None), k - 1, axis=2)[:, :, :k]
         top = np.sort(np.take_along_axis(score, chosen, axis=2), axis=2).sum(2)  # sorted: one order of additions
-        total = score.sum(2)
+        total = np.clip(score, 0, None).sum(2)
         shares = np.where(total > 0, top / np.where(total > 0, total, 1), np.nan)
         counted_layers = (total > 0).sum(1)
         with np.errstate(invalid="ignore"):
             return np.where(counted_layers > 0, np.nansum(shares, 1) / np.maximum(counted_layers, 1), np.nan)
 
-    return (share(gain_a, gain_b) + share(gain_b, gain_a)) / 2
+    return (share(change_a, change_b) + share(change_b, change_a)) / 2
 
 
-def stability_beyond_noise_rows(
+def stability_beyond_noise(
     prev_a: np.ndarray, prev_b: np.ndarray, cur_a: np.ndarray, cur_b: np.ndarray
-) -> np.ndarray:
-    """Row by row, for top-set masks [S, U] of two halves A, B of the examples at checkpoints t-1 and t:
-    the overlap (|X ∩ Y| / k) of sets from opposite halves across the pair, mean of (A_{t-1}, B_t) and
-    (B_{t-1}, A_t), over the overlap of the two halves at one checkpoint, mean over t-1 and t. Both
-    overlaps compare independent halves, so the scores' estimation noise is in both and divides out:
-    if noise keeps a share c of a set and the model a share ρ^g over g steps, the ratio is ρ^g,
-    whatever c. NaN where the halves share no unit."""
+) -> tuple[float, np.ndarray]:
+    """For top-set masks [S, U] of two halves A, B of the examples at checkpoints t-1 and t: the
+    overlap (|X ∩ Y| / k) of sets from opposite halves across the pair (mean of (A_{t-1}, B_t) and
+    (B_{t-1}, A_t)) and of the two halves at one checkpoint (mean over t-1 and t), each less the
+    overlap of random sets (k / U); their ratio of means over the splits, in [0, 1], and each split's
+    ratio (clipped to [0, 1]). Both overlaps compare independent halves, so where noise swaps members
+    for random outsiders it divides out (ρ^g over g steps at a constant turnover ρ, whatever the
+    noise); noise that swaps units near the set's boundary does not divide out entirely
+    (docs/method.md)."""
     k = np.maximum(prev_a.sum(1), 1)
-    overlap = lambda x, y: (x & y).sum(1) / k  # noqa: E731
+    chance = float(np.mean(k)) / prev_a.shape[1]
+    overlap = lambda x, y: (x & y).sum(1) / k - chance  # noqa: E731
     across = (overlap(prev_a, cur_b) + overlap(prev_b, cur_a)) / 2
     within = (overlap(cur_a, cur_b) + overlap(prev_a, prev_b)) / 2
+    point = float(np.clip(across.mean() / within.mean(), 0, 1)) if within.mean() > 0 else float("nan")
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(within > 0, across / np.where(within > 0, within, 1), np.nan)
+        per_split = np.clip(np.where(within > 0, across / np.where(within > 0, within, 1), np.nan), 0, 1)
+    return point, per_split
 
 
 def pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:

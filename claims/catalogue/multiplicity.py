@@ -52,7 +52,8 @@ def adjust(results: Sequence[ClaimResult], family: int | None = None) -> dict:
     """Set every check's Holm-adjusted p-value and verdict, and every test's Holm verdict, in place;
     returns the run's summary (claims.json's `multiplicity`). Co-primary checks (replicated only
     together) are one hypothesis: replicated when the larger of their p-values survives, not
-    replicated when the smaller of their other-side p-values does. `family`: the number of
+    replicated when the smaller of their other-side p-values, times their number (Bonferroni within
+    the group), does; then the check that gave it is not replicated, the others inconclusive. `family`: the number of
     hypotheses Holm divides by (the catalogue's, `paper.HYPOTHESES`, so that a run of some tests is
     never less strict than the whole run); None: this run's. A check is replicated after adjustment
     when its hypothesis' adjusted p < 2.5%, not replicated when the other side's is, else
@@ -60,7 +61,10 @@ def adjust(results: Sequence[ClaimResult], family: int | None = None) -> dict:
     groups = list(_groups(results).values())
     defined = [all(c.p_value is not None for c in g) for g in groups]
     claimed = holm([max(c.p_value for c in g) if ok else None for g, ok in zip(groups, defined)], family)
-    other = holm([min(c.p_value_opposite for c in g) if ok else None for g, ok in zip(groups, defined)], family)
+    other = holm(
+        [min(1.0, len(g) * min(c.p_value_opposite for c in g)) if ok else None for g, ok in zip(groups, defined)],
+        family,
+    )
     for group, p, q in zip(groups, claimed, other):
         for check in group:
             check.holm_p = p
@@ -68,10 +72,13 @@ def adjust(results: Sequence[ClaimResult], family: int | None = None) -> dict:
                 check.holm_verdict = check.verdict
             elif p is None:
                 check.holm_verdict = INCONCLUSIVE  # a co-primary partner is undefined
-            else:
-                check.holm_verdict = (
-                    REPLICATED if p < ALPHA else NOT_REPLICATED if q is not None and q < ALPHA else INCONCLUSIVE
+            elif p < ALPHA:
+                check.holm_verdict = REPLICATED
+            else:  # the group is not replicated through its check(s) whose other side survives
+                wrong_way = (
+                    q is not None and q < ALPHA and check.p_value_opposite == min(x.p_value_opposite for x in group)
                 )
+                check.holm_verdict = NOT_REPLICATED if wrong_way else INCONCLUSIVE
     for result in results:
         result.holm_verdict = combine([c.holm_verdict for c in result.checks])
     checks = [c for r in results for c in r.checks]

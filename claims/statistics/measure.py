@@ -6,7 +6,7 @@ resampled identically and their difference is paired; likewise split s of `split
 A set statistic θ (J_stab, R_t) also gets its split-half deviations (θ(A_s) - θ(B_s)) / √2 over
 the splits into halves A_s, B_s (see lpi_core.metrics.centred_percentile_interval). S_t is read
 from `st_<kind>` where a record holds it (mean |I|), else from the signed scores (|mean I|).
-Set stability beyond noise (`stability_beyond_noise_rows`: the overlap of top sets from opposite
+Set stability beyond noise (`stability_beyond_noise`: the overlap of top sets from opposite
 halves of the examples at t-1 and t over the overlap of the two halves at one checkpoint) is also
 carried to the series' median checkpoint gap, so that a change between pairs of unequal gaps is
 not a change of gap, nor of the scores' noise. R_t is read three ways
@@ -34,7 +34,7 @@ from lpi_core.metrics import (
     pooled_gain_concentration_rows,
     positive_gain_concentration_rows,
     resample_weights,
-    stability_beyond_noise_rows,
+    stability_beyond_noise,
     top_fraction_mask,
 )
 
@@ -82,7 +82,7 @@ class SeriesMeasurements:
     chance: float  # HIT@10 by chance: 10 / vocabulary size
     jstab_ffn: Trajectory
     jstab_attn: Trajectory
-    stability_ffn: Trajectory  # set stability beyond noise per pair (stability_beyond_noise_rows)
+    stability_ffn: Trajectory  # set stability beyond noise per pair (stability_beyond_noise)
     stability_attn: Trajectory
     stability_ffn_gap: Trajectory  # the same carried to `reference_gap` steps (constant turnover)
     stability_attn_gap: Trajectory
@@ -143,12 +143,12 @@ def _pair_trajectory(
 
 
 def _stability(steps: list[int], halves: list[tuple[np.ndarray, np.ndarray]], replicates: int) -> Trajectory:
-    """Set stability beyond noise per consecutive pair (`stability_beyond_noise_rows`), mean over the
-    splits; replicate r is split r mod S's value (one partition of the examples for every series)."""
+    """Set stability beyond noise per consecutive pair (`stability_beyond_noise`); replicate r is split
+    r mod S's ratio (one partition of the examples for every series)."""
     values, rows = [], []
     for (prev_a, prev_b), (cur_a, cur_b) in zip(halves[:-1], halves[1:]):
-        per_split = stability_beyond_noise_rows(prev_a, prev_b, cur_a, cur_b)
-        values.append(float(np.nanmean(per_split)) if np.isfinite(per_split).any() else float("nan"))
+        point, per_split = stability_beyond_noise(prev_a, prev_b, cur_a, cur_b)
+        values.append(point)
         rows.append(per_split[np.arange(replicates) % per_split.size])
     return Trajectory(
         steps[1:], np.array(values, dtype=float), np.stack(rows, 1) if rows else np.zeros((replicates, 0))
