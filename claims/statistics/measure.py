@@ -188,7 +188,7 @@ def _routed_pairs(steps: list[int], points, reps, halves) -> Trajectory:
 def _held_out_pairs(steps: list[int], points, halves, replicates: int, reading: str) -> Trajectory:
     """Cross-fitted R_t (`held_out_gain_concentration_rows`) per consecutive pair, mean over the splits;
     replicate r is split r mod S's value (the same partition of the examples for every series, so
-    contrasts stay paired): the spread of a half-sample estimate, wider than the mean's (conservative)."""
+    contrasts stay paired): their spread given the sample, which can miss part of the sample's own (docs/method.md)."""
     values, rows = [], []
     for i in range(1, len(steps)):
         (prev_a, prev_b), (cur_a, cur_b) = halves[i - 1], halves[i]
