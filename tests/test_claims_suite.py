@@ -94,7 +94,8 @@ def test_report_holds_every_check_with_its_interval_and_a_verdict_that_follows_t
                 check["op"], check["threshold"], (low, high), testable=check["untestable"] is None
             )
             assert "20 resamples over examples (one seed)" in check["method"]
-            assert ("centred percentile" in check["method"]) == ("J" in check["label"] or "R_t" in check["label"])
+            set_statistic = any(word in check["label"] for word in ("J", "R_t", "stability"))
+            assert ("centred percentile" in check["method"]) == set_statistic
             assert check["verdict"] in VERDICTS and check["seeds_needed"] is None  # one seed: no seed spread to scale
             if check["p_value"] is not None:  # the p-values and the verdicts tell the same
                 assert (check["p_value"] < 0.025) == (check["verdict_unadjusted"] == "replicated")

@@ -96,7 +96,7 @@ CLAIMS: tuple[Claim, ...] = (
                 paper="48.9% (table 2); over 45% (abstract)",
                 source=(
                     "abstract: the top approximately 1% of MoE neurons capture over 45% of positive updates; "
-                    "held out, so that a noise tail chosen on the same examples does not count (its null is ~1%)"
+                    "held out, so that a noise tail chosen on the same examples does not count (noise alone gives 0)"
                 ),
             ),
             moe_above_dense(
