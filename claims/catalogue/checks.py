@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from claims.statistics.intervals import Estimate
-from claims.statistics.measure import SeriesMeasurements
+from claims.statistics.measure import SeriesMeasurements, Trajectory
 from claims.statistics.profiles import lock_in_rho_rows, sigma_norm_rows, sigma_rel_largest_share_rows
 from claims.statistics.windows import AFTER_200K, CONSOLIDATION, END, FULL_RUN, LATE, PaperScale, Window
 from lpi_core.metrics import rho_avg_rows, sigma_rel_rows
@@ -129,28 +129,36 @@ def _untestable(m: SeriesMeasurements, reason: str, steps: list[int]) -> Estimat
     return Estimate.not_testable(reason, steps, m.replicates)
 
 
-def pair_mean(trajectory: str, window: Window) -> Measure:
+TrajectoryOf = str | Callable[[SeriesMeasurements, "Context"], Trajectory]
+
+
+def _trajectory(trajectory: TrajectoryOf, m: SeriesMeasurements, ctx: Context) -> Trajectory:
+    """A series' trajectory: the field named `trajectory`, or what `trajectory(m, ctx)` picks."""
+    return getattr(m, trajectory) if isinstance(trajectory, str) else trajectory(m, ctx)
+
+
+def pair_mean(trajectory: TrajectoryOf, window: Window) -> Measure:
     """Mean over the consecutive pairs whose two checkpoints both lie in the window."""
 
     def measure(m: SeriesMeasurements, ctx: Context) -> Estimate:
         chosen, pairs = ctx.scale.window(window), ctx.scale.pairs(window)
         if len(chosen) < 2 or not pairs:
             return _untestable(m, f"window {window.name} holds {len(chosen)} usable checkpoint(s) {chosen}", chosen)
-        t = getattr(m, trajectory)
+        t = _trajectory(trajectory, m, ctx)
         idx = [t.steps.index(s) for s in pairs]
         return t.combined(idx, np.full(len(idx), 1 / len(idx)), chosen)
 
     return measure
 
 
-def pair_at(trajectory: str, paper_step: int) -> Measure:
+def pair_at(trajectory: TrajectoryOf, paper_step: int) -> Measure:
     """The pair ending at the usable checkpoint nearest `paper_step` (END: the last pair)."""
 
     def measure(m: SeriesMeasurements, ctx: Context) -> Estimate:
         step = ctx.scale.pair_nearest(paper_step)
         if step is None:
             return _untestable(m, f"fewer than 2 usable checkpoints {ctx.scale.usable}", ctx.scale.usable)
-        t = getattr(m, trajectory)
+        t = _trajectory(trajectory, m, ctx)
         return t.combined([t.steps.index(step)], np.ones(1), [m.steps[m.steps.index(step) - 1], step])
 
     return measure
@@ -201,39 +209,22 @@ def _null_of(m: SeriesMeasurements, key: str, pairs: list[int]) -> float:
         return float(np.nanmean([(at(a) + at(b)) / 2 for a, b in _pairs_before(m, pairs)]))
 
 
-def _concentration_mean(table: str, kind: str, window: Window, reading: str | None) -> Measure:
-    """The mean of an R_t trajectory (`table`: "concentration" in-sample, "concentration_held_out"
-    cross-fitted) over the window's pairs; `reading` None: the context's (per layer, or pooled)."""
-
-    def measure(m: SeriesMeasurements, ctx: Context) -> Estimate:
-        chosen, pairs = ctx.scale.window(window), ctx.scale.pairs(window)
-        if len(chosen) < 2 or not pairs:
-            return _untestable(m, f"window {window.name} holds {len(chosen)} usable checkpoint(s) {chosen}", chosen)
-        t = getattr(m, table)[f"{kind}/{reading or ctx.reading(m, kind)}"]
-        idx = [t.steps.index(s) for s in pairs]
-        return t.combined(idx, np.full(len(idx), 1 / len(idx)), chosen)
-
-    return measure
+def _concentration(table: str, kind: str, reading: str | None) -> TrajectoryOf:
+    """An R_t trajectory (`table`: "concentration" in-sample, "concentration_held_out" cross-fitted) of
+    `kind`; `reading` None: the context's (per layer, or pooled)."""
+    return lambda m, ctx: getattr(m, table)[f"{kind}/{reading or ctx.reading(m, kind)}"]
 
 
 def concentration_held_out(kind: str, window: Window, reading: str | None = None) -> Measure:
     """Cross-fitted R_t over the window's pairs: the top 1% of one half's positive gains, their share
     of the other half's (measure.py). `reading`: "routed" (FFN units routed at t or t-1, layers
     pooled); None: the context's reading (per layer, or pooled)."""
-    return _concentration_mean("concentration_held_out", kind, window, reading)
+    return pair_mean(_concentration("concentration_held_out", kind, reading), window)
 
 
 def concentration_held_out_at(kind: str, paper_step: int) -> Measure:
     """Cross-fitted R_t at the pair ending nearest `paper_step` (the context's reading)."""
-
-    def measure(m: SeriesMeasurements, ctx: Context) -> Estimate:
-        step = ctx.scale.pair_nearest(paper_step)
-        if step is None:
-            return _untestable(m, f"fewer than 2 usable checkpoints {ctx.scale.usable}", ctx.scale.usable)
-        t = m.concentration_held_out[f"{kind}/{ctx.reading(m, kind)}"]
-        return t.combined([t.steps.index(step)], np.ones(1), [m.steps[m.steps.index(step) - 1], step])
-
-    return measure
+    return pair_at(_concentration("concentration_held_out", kind, None), paper_step)
 
 
 def concentration_of(kind: str, window: Window, null: bool = False) -> Measure:
@@ -242,7 +233,7 @@ def concentration_of(kind: str, window: Window, null: bool = False) -> Measure:
     in the context's reading."""
 
     def measure(m: SeriesMeasurements, ctx: Context) -> Estimate:
-        estimate = _concentration_mean("concentration", kind, window, None)(m, ctx)
+        estimate = pair_mean(_concentration("concentration", kind, None), window)(m, ctx)
         if estimate.untestable or not null:
             return estimate
         value = _null_of(m, f"{kind}/{ctx.reading(m, kind)}", ctx.scale.pairs(window))

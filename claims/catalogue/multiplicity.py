@@ -53,11 +53,11 @@ def adjust(results: Sequence[ClaimResult], family: int | None = None) -> dict:
     returns the run's summary (claims.json's `multiplicity`). Co-primary checks (replicated only
     together) are one hypothesis: replicated when the larger of their p-values survives, not
     replicated when the smaller of their other-side p-values, times their number (Bonferroni within
-    the group), does; then the check that gave it is not replicated, the others inconclusive. `family`: the number of
-    hypotheses Holm divides by (the catalogue's, `paper.HYPOTHESES`, so that a run of some tests is
-    never less strict than the whole run); None: this run's. A check is replicated after adjustment
-    when its hypothesis' adjusted p < 2.5%, not replicated when the other side's is, else
-    inconclusive; an undefined check keeps its verdict."""
+    the group), does; then the check that gave it is not replicated, the others inconclusive.
+    `family`: the number of hypotheses Holm divides by (the catalogue's, `paper.HYPOTHESES`, so that
+    a run of some tests is never less strict than the whole run); None: this run's. A check is
+    replicated after adjustment when its hypothesis' adjusted p < 2.5%, not replicated when the
+    other side's is, else inconclusive; an undefined check keeps its verdict."""
     groups = list(_groups(results).values())
     defined = [all(c.p_value is not None for c in g) for g in groups]
     claimed = holm([max(c.p_value for c in g) if ok else None for g, ok in zip(groups, defined)], family)
@@ -86,6 +86,7 @@ def adjust(results: Sequence[ClaimResult], family: int | None = None) -> dict:
         if check.holm_verdict != INCONCLUSIVE:
             check.seeds_needed = None  # decided after adjustment: no seeds to plan
     tested = sum(p is not None for p in claimed)
+    defined_checks = sum(c.p_value is not None for c in checks)
     count = lambda verdicts, wanted: sum(v == wanted for v in verdicts)  # noqa: E731
     return {
         "decides": "holm",
@@ -93,10 +94,10 @@ def adjust(results: Sequence[ClaimResult], family: int | None = None) -> dict:
         "tests": len(results),
         "tests_replicated": count([r.verdict for r in results], REPLICATED),
         "tests_replicated_holm": count([r.holm_verdict for r in results], REPLICATED),
-        "checks": sum(c.p_value is not None for c in checks),
+        "checks": defined_checks,
         "hypotheses": tested,
         "alpha_one_sided": ALPHA,
-        "expected_false_replications": expected_false_replications(sum(c.p_value is not None for c in checks)),
+        "expected_false_replications": expected_false_replications(defined_checks),
         "replicated": count([c.verdict for c in checks], REPLICATED),
         "replicated_holm": count([c.holm_verdict for c in checks], REPLICATED),
         "not_replicated": count([c.verdict for c in checks], NOT_REPLICATED),

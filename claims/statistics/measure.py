@@ -127,13 +127,16 @@ def _pair_trajectory(
     reps: list[np.ndarray],
     halves: list[tuple[np.ndarray, np.ndarray]],
     metric,
+    metric_at=None,
 ) -> Trajectory:
-    """metric(checkpoint t-1, checkpoint t) per consecutive pair: point, replicates, split-half deviations."""
-    pairs = lambda xs: list(zip(xs[:-1], xs[1:]))  # noqa: E731
+    """metric(checkpoint t-1, checkpoint t) per consecutive pair: point, replicates, split-half deviations;
+    `metric_at(i)`, where given, is the metric of the pair ending at checkpoint i instead."""
+    at = metric_at or (lambda i: metric)
+    pairs = lambda xs: list(enumerate(zip(xs[:-1], xs[1:]), 1))  # noqa: E731
     stacked = lambda rows, count: np.stack(rows, 1) if rows else np.zeros((count, 0))  # noqa: E731
-    values = [metric(a[None], b[None])[0] for a, b in pairs(points)]
-    replicates = [metric(a, b) for a, b in pairs(reps)]
-    split_half = [(metric(a[0], b[0]) - metric(a[1], b[1])) / np.sqrt(2) for a, b in pairs(halves)]
+    values = [at(i)(a[None], b[None])[0] for i, (a, b) in pairs(points)]
+    replicates = [at(i)(a, b) for i, (a, b) in pairs(reps)]
+    split_half = [(at(i)(a[0], b[0]) - at(i)(a[1], b[1])) / np.sqrt(2) for i, (a, b) in pairs(halves)]
     return Trajectory(
         steps[1:],
         np.array(values, dtype=float),
@@ -142,14 +145,18 @@ def _pair_trajectory(
     )
 
 
+def _split_rows(per_split: np.ndarray, replicates: int) -> np.ndarray:
+    """[replicates]: row r is split r mod S's value (one partition of the examples for every series)."""
+    return per_split[np.arange(replicates) % per_split.size]
+
+
 def _stability(steps: list[int], halves: list[tuple[np.ndarray, np.ndarray]], replicates: int) -> Trajectory:
-    """Set stability beyond noise per consecutive pair (`stability_beyond_noise`); replicate r is split
-    r mod S's ratio (one partition of the examples for every series)."""
+    """Set stability beyond noise per consecutive pair (`stability_beyond_noise`), its splits as replicates."""
     values, rows = [], []
     for (prev_a, prev_b), (cur_a, cur_b) in zip(halves[:-1], halves[1:]):
         point, per_split = stability_beyond_noise(prev_a, prev_b, cur_a, cur_b)
         values.append(point)
-        rows.append(per_split[np.arange(replicates) % per_split.size])
+        rows.append(_split_rows(per_split, replicates))
     return Trajectory(
         steps[1:], np.array(values, dtype=float), np.stack(rows, 1) if rows else np.zeros((replicates, 0))
     )
@@ -167,28 +174,10 @@ def _routed(points: list[np.ndarray], i: int) -> np.ndarray:
     return (points[i - 1] != 0) | (points[i] != 0)
 
 
-def _routed_pairs(steps: list[int], points, reps, halves) -> Trajectory:
-    """R_t among the units routed (non-zero) at t or t-1, the layers pooled, per consecutive pair."""
-    values, replicates, split_half = [], [], []
-    for i in range(1, len(steps)):
-        metric = lambda a, b: pooled_gain_concentration_rows(a, b, _routed(points, i))  # noqa: E731
-        values.append(metric(points[i - 1][None], points[i][None])[0])
-        replicates.append(metric(reps[i - 1], reps[i]))
-        (a0, a1), (b0, b1) = halves[i - 1], halves[i]
-        split_half.append((metric(a0, b0) - metric(a1, b1)) / np.sqrt(2))
-    count = lambda rows, n: np.stack(rows, 1) if rows else np.zeros((n, 0))  # noqa: E731
-    return Trajectory(
-        steps[1:],
-        np.array(values, dtype=float),
-        count(replicates, reps[0].shape[0]),
-        count(split_half, halves[0][0].shape[0]),
-    )
-
-
 def _held_out_pairs(steps: list[int], points, halves, replicates: int, reading: str) -> Trajectory:
     """Cross-fitted R_t (`held_out_gain_concentration_rows`) per consecutive pair, mean over the splits;
-    replicate r is split r mod S's value (the same partition of the examples for every series, so
-    contrasts stay paired): their spread given the sample, which can miss part of the sample's own (docs/method.md)."""
+    its splits as replicates, paired across series as resamples are: their spread given the sample,
+    which can miss part of the sample's own (docs/method.md)."""
     values, rows = [], []
     for i in range(1, len(steps)):
         (prev_a, prev_b), (cur_a, cur_b) = halves[i - 1], halves[i]
@@ -197,7 +186,7 @@ def _held_out_pairs(steps: list[int], points, halves, replicates: int, reading: 
             prev_a, cur_a, prev_b, cur_b, counted=counted, pooled=reading == "pooled"
         )
         values.append(float(np.nanmean(per_split)) if np.isfinite(per_split).any() else float("nan"))
-        rows.append(per_split[np.arange(replicates) % per_split.size])
+        rows.append(_split_rows(per_split, replicates))
     reps = np.stack(rows, 1) if rows else np.zeros((replicates, 0))
     return Trajectory(steps[1:], np.array(values, dtype=float), reps)
 
@@ -264,9 +253,8 @@ def measure_series(
 
     def held_out(kind: str, arrays) -> dict[str, Trajectory]:
         """Cross-fitted R_t of `kind` under each reading (READINGS), per pair."""
-        points, boot, halves = arrays
-        count = boot[0].shape[0]
-        return {f"{kind}/{r}": _held_out_pairs(steps, points, halves, count, r) for r in READINGS[kind]}
+        points, _, halves = arrays
+        return {f"{kind}/{r}": _held_out_pairs(steps, points, halves, reps, r) for r in READINGS[kind]}
 
     def concentration(kind: str, arrays) -> tuple[dict[str, Trajectory], dict[str, Trajectory]]:
         """R_t of `kind` under each reading (READINGS), per pair and between the halves of each checkpoint."""
@@ -276,7 +264,8 @@ def measure_series(
         null = {"layer": over_halves(halves, positive_gain_concentration_rows)}
         per_pair["pooled"], null["pooled"] = _pair_trajectory(steps, *arrays, pooled), over_halves(halves, pooled)
         if "routed" in READINGS[kind]:
-            per_pair["routed"] = _routed_pairs(steps, *arrays)
+            routed_at = lambda i: lambda a, b: pooled_gain_concentration_rows(a, b, _routed(points, i))  # noqa: E731
+            per_pair["routed"] = _pair_trajectory(steps, *arrays, None, routed_at)
             null["routed"] = Trajectory(
                 steps,
                 np.array(
